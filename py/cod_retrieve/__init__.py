@@ -1,0 +1,1 @@
+"""Cloud Optimized DICOM retrieval: streamed, verified, runtime-neutral."""
