@@ -1,0 +1,174 @@
+"""CPython adapters: http.client in worker threads, a local directory, a
+compiled CRC32C. Used by tests, benchmarks and command-line use."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import ssl
+import tempfile
+from pathlib import Path
+from typing import AsyncIterator, Sequence
+from urllib.parse import urlsplit
+
+from ..crc32c import PureCrc32c
+from ..errors import NetworkError
+
+CHUNK = 256 * 1024
+
+
+class HttpResponse:
+    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+        self._conn = conn
+        self._resp = resp
+        self.status = resp.status
+        self.headers = {k.lower(): v for k, v in resp.getheaders()}
+
+    async def read(self) -> bytes | None:
+        try:
+            data = await asyncio.to_thread(self._resp.read1, CHUNK)
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            raise NetworkError(f"connection failed: {e or type(e).__name__}") from None
+        return data or None
+
+    async def aclose(self) -> None:
+        self._conn.close()
+
+
+async def open_url(url: str, headers: dict[str, str]) -> HttpResponse:
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def _open() -> HttpResponse:
+        if parts.scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=120, context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        try:
+            conn.request("GET", target, headers=headers)
+            return HttpResponse(conn, conn.getresponse())
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            raise NetworkError(f"connection to {parts.hostname} failed: {e or type(e).__name__}") from None
+
+    return await asyncio.to_thread(_open)
+
+
+def new_crc32c():
+    """A fast CRC32C where a compiled module is installed, else the reference."""
+    try:
+        import google_crc32c  # type: ignore[import-not-found]
+    except ImportError:
+        try:
+            import crc32c as _crc  # type: ignore[import-not-found]
+        except ImportError:
+            return PureCrc32c()
+        return _CrcModule(_crc)
+    return _GoogleCrc(google_crc32c)
+
+
+class _GoogleCrc:
+    def __init__(self, mod) -> None:
+        self._c = mod.Checksum()
+
+    def update(self, data) -> None:
+        self._c.update(bytes(data) if isinstance(data, memoryview) else data)
+
+    @property
+    def value(self) -> int:
+        return int.from_bytes(self._c.digest(), "big")
+
+
+class _CrcModule:
+    def __init__(self, mod) -> None:
+        self._mod = mod
+        self.value = 0
+
+    def update(self, data) -> None:
+        self.value = self._mod.crc32c(data, self.value)
+
+
+class _LocalWriter:
+    def __init__(self, final: Path) -> None:
+        self._final = final
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+        self._tmp = Path(tmp)
+        self._f = os.fdopen(fd, "wb")
+
+    async def write(self, data) -> None:
+        await asyncio.to_thread(self._f.write, data)
+
+    async def commit(self) -> None:
+        def _commit() -> None:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            os.replace(self._tmp, self._final)
+        await asyncio.to_thread(_commit)
+
+    async def abort(self) -> None:
+        self._f.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class LocalFolder:
+    """A directory on disk; every name is one checked path segment below it."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.name = self.root.name
+
+    def _path(self, parts: Sequence[str]) -> Path:
+        for p in parts:
+            if not p or p in (".", "..") or "/" in p or "\\" in p or "\0" in p:
+                raise ValueError(f"refusing path segment {p!r}")
+        return self.root.joinpath(*parts)
+
+    async def size(self, parts):
+        try:
+            return self._path(parts).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    async def read_bytes(self, parts, limit):
+        p = self._path(parts)
+        try:
+            if p.stat().st_size > limit:
+                raise ValueError(f"{p} is larger than {limit} bytes")
+            return p.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    async def iter_bytes(self, parts) -> AsyncIterator[bytes]:
+        with open(self._path(parts), "rb") as f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+
+    async def create(self, parts):
+        p = self._path(parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return _LocalWriter(p)
+
+    async def write_atomic(self, parts, data) -> None:
+        w = await self.create(parts)
+        try:
+            await w.write(data)
+        except BaseException:
+            await w.abort()
+            raise
+        await w.commit()
+
+    async def remove(self, parts) -> None:
+        self._path(parts).unlink(missing_ok=True)
+
+    async def list(self, parts) -> list[str]:
+        p = self._path(parts)
+        return sorted(x.name for x in p.iterdir()) if p.is_dir() else []
+
+
+async def private_folder() -> LocalFolder:
+    """Stand-in for the browser's origin-private file system."""
+    return LocalFolder(Path(tempfile.gettempdir()) / "cod-retrieve-private")

@@ -1,0 +1,98 @@
+"""CodDownload: the original library's entry point, runtime-neutral."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from . import _compat
+from .bucket import DEFAULT_API, Bucket, parse_bucket
+from .errors import CodError
+from .folder import Folder
+from .http import Auth, Client, Opener, RetryPolicy, TokenProvider
+from .job import Job
+from .journal import Journal
+from .plan import Plan, make_plan
+from .sinks import FolderSink, Sink, mark_saved_in_folder
+
+
+class CodDownload:
+    """Pick a place, name a bucket, look at the stats, download.
+
+    `get_stats` never accumulates: each call plans afresh from the bucket and
+    the folder, so calling it twice gives the same figures.
+    """
+
+    def __init__(self, api_base: str = DEFAULT_API, concurrency: int = 3, *,
+                 token_provider: TokenProvider | None = None, retry: RetryPolicy | None = None,
+                 opener: Opener | None = None, **job_options: Any) -> None:
+        self.api_base = api_base
+        self.concurrency = concurrency
+        self.token_provider = token_provider
+        self.retry = retry or RetryPolicy()
+        self.opener = opener or _compat.open_url
+        self.job_options = job_options
+        self.folder: Folder | None = None
+        self.bucket: Bucket | None = None
+        self.last_plan: Plan | None = None
+        self.client: Client | None = None
+
+    async def init_directory(self, folder: Any = None, use_private_storage: bool = False) -> Folder:
+        """Choose where files go: a folder adapter, a path or handle, or the
+        origin-private file system. (The browser picker lives in the JS shim:
+        it needs the page's user gesture.)"""
+        if folder is None or use_private_storage:
+            self.folder = await _compat.private_folder()
+        elif hasattr(folder, "create") and hasattr(folder, "write_atomic"):
+            self.folder = folder
+        else:
+            self.folder = _compat.NativeFolder(folder)
+        self.last_plan = None
+        return self.folder
+
+    def init_bucket(self, details: str | Mapping[str, Any] | Bucket) -> Bucket:
+        self.bucket = details if isinstance(details, Bucket) else parse_bucket(details, self.api_base)
+        self.last_plan = None
+        return self.bucket
+
+    def _client(self) -> Client:
+        if self.bucket is None:
+            raise CodError("no bucket: call init_bucket() first")
+        auth = Auth(self.bucket.token, self.token_provider)
+        if self.client is not None:
+            auth.token = self.client.auth.token or auth.token   # keep a refreshed token
+        self.client = Client(self.opener, auth, self.retry)
+        return self.client
+
+    async def plan(self, study_uids: list[str], zip_output: bool = False) -> Plan:
+        client = self._client()
+        mark = None
+        if not zip_output and self.folder is not None:
+            journal = Journal(self.folder)
+            await journal.load()
+
+            async def mark(sp):
+                await mark_saved_in_folder(self.folder, journal, sp)
+            self._journal = journal
+        self.last_plan = await make_plan(client, self.bucket, list(study_uids), mark)
+        if mark is not None:
+            await self._journal.flush()
+        return self.last_plan
+
+    async def get_stats(self, study_uids: list[str]) -> dict[str, Any]:
+        return (await self.plan(study_uids)).stats()
+
+    async def download(self, study_uids: list[str], zip_output: bool = False,
+                       sink: Sink | None = None) -> Job:
+        """A Job, not started (as in the original): register callbacks, then start()."""
+        plan = await self.plan(study_uids, zip_output)
+        if sink is None:
+            if zip_output:
+                from .zipsink import ZipSink  # noqa: PLC0415 - zip mode only
+                sink = await ZipSink.create(self)
+            else:
+                if self.folder is None:
+                    raise CodError("no folder chosen: call init_directory() first, or use zip output")
+                journal = Journal(self.folder)
+                await journal.load()
+                sink = FolderSink(self.folder, journal)
+        return Job(plan, self.client, sink, concurrency=self.concurrency, **self.job_options)

@@ -1,0 +1,246 @@
+"""Requests to the bucket: status checks, retries with backoff, token refresh,
+stall detection, and bodies that resume with Range after a cut connection.
+
+Runtime-neutral: the actual transfer is `_compat.open_url` (browser fetch or
+CPython http.client), handed in so tests and benchmarks can count requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import inspect
+import random
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Awaitable, Callable, Protocol
+
+from .errors import AuthError, Cancelled, HttpError, NetworkError
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class Response(Protocol):
+    status: int
+    headers: dict[str, str]   # lower-case names
+
+    async def read(self) -> bytes | None: ...   # next chunk, None at the end
+    async def aclose(self) -> None: ...
+
+
+Opener = Callable[[str, dict[str, str]], Awaitable[Response]]
+TokenProvider = Callable[[], "str | None | Awaitable[str | None]"]
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 6               # tries per request (first one included)
+    base_delay: float = 0.5         # seconds, doubled per failure, with full jitter
+    max_delay: float = 20.0
+    stall_timeout: float = 30.0     # no byte for this long: abort and resume with Range
+
+    def delay(self, failure: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), 300.0)
+        cap = min(self.max_delay, self.base_delay * (2 ** (failure - 1)))
+        return random.uniform(cap / 2, cap)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Auth:
+    """The bearer token, and where a fresh one comes from when it is refused."""
+
+    def __init__(self, token: str | None = None, provider: TokenProvider | None = None) -> None:
+        self.token = token
+        self.provider = provider
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def ensure(self) -> None:
+        if self.token is None and self.provider is not None:
+            await self.refresh()
+
+    async def refresh(self) -> bool:
+        """Ask the provider for a new token; False when none (or the same) came."""
+        if self.provider is None:
+            return False
+        value = self.provider()
+        if inspect.isawaitable(value):
+            value = await value
+        if not value or value == self.token:
+            return False
+        self.token = str(value)
+        return True
+
+
+@dataclass
+class Traffic:
+    """What a client asked for and got: for tests, benchmarks and resume figures."""
+
+    requests: int = 0
+    retries: int = 0
+    body_bytes: int = 0
+    statuses: list[int] = field(default_factory=list)
+
+
+class Client:
+    def __init__(self, opener: Opener, auth: Auth | None = None, policy: RetryPolicy | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._opener = opener
+        self.auth = auth or Auth()
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self.traffic = Traffic()
+        self.gate: asyncio.Event | None = None    # cleared while a job is paused
+        self.cancelled = False
+
+    async def _wait_gate(self) -> None:
+        if self.cancelled:
+            raise Cancelled("the job was cancelled")
+        if self.gate is not None and not self.gate.is_set():
+            await self.gate.wait()
+        if self.cancelled:
+            raise Cancelled("the job was cancelled")
+
+    async def open(self, url: str, what: str, start: int = 0, end: int | None = None,
+                   ok: tuple[int, ...] = (200, 206)) -> Response:
+        """Open a request, retrying what is worth retrying; raise a named error otherwise."""
+        await self.auth.ensure()
+        failures = 0
+        refreshed = False
+        while True:
+            await self._wait_gate()
+            headers = self.auth.headers()
+            if start or end is not None:
+                headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+            self.traffic.requests += 1
+            try:
+                resp = await asyncio.wait_for(self._opener(url, headers), self.policy.stall_timeout)
+            except (asyncio.TimeoutError, OSError, NetworkError) as e:
+                failures += 1
+                if failures >= self.policy.attempts:
+                    raise NetworkError(f"{what}: no answer after {failures} tries ({_reason(e)})", url=_safe(url)) from None
+                self.traffic.retries += 1
+                await self._sleep(self.policy.delay(failures))
+                continue
+            status = resp.status
+            self.traffic.statuses.append(status)
+            if status in ok:
+                return resp
+            await resp.aclose()
+            if status in (401, 403):
+                if not refreshed and await self.auth.refresh():
+                    refreshed = True
+                    self.traffic.retries += 1
+                    continue
+                hint = ("the token was refused and the token provider gave no new one"
+                        if self.auth.provider else
+                        "the token is missing, expired or lacks access; give a fresh token or a token provider")
+                raise AuthError(f"{what}: HTTP {status}: {hint}", status=status, url=_safe(url))
+            if status in RETRY_STATUSES:
+                failures += 1
+                if failures >= self.policy.attempts:
+                    raise HttpError(f"{what}: HTTP {status} after {failures} tries", status=status, url=_safe(url))
+                self.traffic.retries += 1
+                await self._sleep(self.policy.delay(failures, parse_retry_after(resp.headers.get("retry-after"))))
+                continue
+            if status == 404:
+                raise HttpError(f"{what}: not found (HTTP 404)", status=status, url=_safe(url))
+            if status == 416:
+                raise HttpError(f"{what}: the object is shorter than the metadata says (HTTP 416)",
+                                status=status, url=_safe(url))
+            raise HttpError(f"{what}: HTTP {status}", status=status, url=_safe(url))
+
+    async def get_bytes(self, url: str, what: str, limit: int) -> bytes:
+        """A small whole body (listing page, metadata), bounded by `limit`."""
+        out = bytearray()
+        async for chunk in self.body(url, what):
+            out += chunk
+            if len(out) > limit:
+                raise HttpError(f"{what}: body is larger than {limit} bytes: refused", status=200, url=_safe(url))
+        return bytes(out)
+
+    async def body(self, url: str, what: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of an object, resuming with Range after cuts and stalls.
+
+        The consumer sees one seamless stream; a server that ignores Range is
+        handled by skipping what was already delivered.
+        """
+        pos = start
+        failures = 0
+        while True:
+            resp = await self.open(url, what, pos, end)
+            skip = pos if resp.status == 200 else 0
+            length = _content_length(resp)
+            expected = None if length is None else (pos + length if resp.status == 206 else length)
+            received = 0 if resp.status == 200 else pos
+            error: Exception | None = None
+            try:
+                while True:
+                    await self._wait_gate()
+                    try:
+                        chunk = await asyncio.wait_for(resp.read(), self.policy.stall_timeout)
+                    except asyncio.TimeoutError:
+                        error = NetworkError(f"{what}: no data for {self.policy.stall_timeout:g} s")
+                        break
+                    except (OSError, NetworkError) as e:
+                        error = e
+                        break
+                    if chunk is None:
+                        break
+                    received += len(chunk)
+                    if skip:
+                        drop = min(skip, len(chunk))
+                        chunk, skip = chunk[drop:], skip - drop
+                        if not chunk:
+                            continue
+                    if end is not None and pos + len(chunk) > end:
+                        chunk = chunk[: end - pos]
+                    pos += len(chunk)
+                    self.traffic.body_bytes += len(chunk)
+                    failures = 0 if len(chunk) else failures
+                    yield chunk
+                    if end is not None and pos >= end:
+                        return
+            finally:
+                await resp.aclose()
+            if error is None and (expected is None or received >= expected) and (end is None or pos >= end):
+                return
+            if error is None:
+                error = NetworkError(f"{what}: body ended at byte {pos}, expected {expected if end is None else end}")
+            failures += 1
+            if failures >= self.policy.attempts:
+                raise NetworkError(f"{what}: transfer failed {failures} times, last at byte {pos}: {_reason(error)}",
+                                   url=_safe(url))
+            self.traffic.retries += 1
+            await self._sleep(self.policy.delay(failures))
+
+
+def _content_length(resp: Response) -> int | None:
+    value = resp.headers.get("content-length")
+    if value and value.isdigit() and not resp.headers.get("content-encoding"):
+        return int(value)
+    return None
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) or type(e).__name__
+
+
+def _safe(url: str) -> str:
+    """URLs go into messages; tokens never do (the project never puts one in a URL,
+    but a user-supplied API base might)."""
+    return url.split("?", 1)[0] if "token=" in url else url

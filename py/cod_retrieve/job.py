@@ -1,0 +1,401 @@
+"""A download job: series in parallel (bounded), each tar streamed through the
+tar reader, every instance verified, written with bounded writes in flight,
+retried alone when it fails, and every outcome reported through callbacks.
+
+Bytes walk one way: bucket -> Client.body -> TarReader/SpanReader ->
+_Receiver (size, CRC32C, DICOM UID) -> sink -> events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+from ._compat import new_crc32c
+from .errors import Cancelled, CodError, IntegrityError, TarError
+from .http import Client
+from .metadata import Instance
+from .plan import Plan, SeriesPlan
+from .sinks import Sink
+from .spans import SpanReader, coalesce
+from .tarstream import MemberData, MemberEnd, MemberStart, TarReader
+from .verify import HEAD_BYTES, check_instance
+
+Callback = Callable[[dict[str, Any]], Any]
+EVENTS = ("progress", "download", "extract", "save", "complete", "error", "series")
+
+
+class WritePool:
+    """Bounds writes in flight (count and bytes): a slow disk makes `submit`
+    wait, which stops the reader, which stops the network. Backpressure."""
+
+    def __init__(self, max_tasks: int = 8, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._max_tasks, self._max_bytes = max_tasks, max_bytes
+        self._tasks = 0
+        self._bytes = 0
+        self._cond = asyncio.Condition()
+
+    async def submit(self, nbytes: int, coro) -> asyncio.Task:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self._tasks < self._max_tasks and
+                                      (self._bytes + nbytes <= self._max_bytes or self._tasks == 0))
+            self._tasks += 1
+            self._bytes += nbytes
+        return asyncio.ensure_future(self._run(nbytes, coro))
+
+    async def _run(self, nbytes: int, coro):
+        try:
+            return await coro
+        finally:
+            async with self._cond:
+                self._tasks -= 1
+                self._bytes -= nbytes
+                self._cond.notify_all()
+
+
+class _Skip:
+    async def data(self, chunk) -> None:
+        return None
+
+
+SKIP = _Skip()
+
+
+class _Receiver:
+    """One instance's bytes: checked on the fly, buffered when small (one write
+    per file is fastest), streamed into a not-yet-visible file when large."""
+
+    def __init__(self, job: "Job", plan: SeriesPlan, inst: Instance, pending: list) -> None:
+        self.job, self.plan, self.inst, self.pending = job, plan, inst, pending
+        self.crc = new_crc32c()
+        self.size = 0
+        self.head = bytearray()
+        self.buf = bytearray()
+        self.writer = None
+
+    async def data(self, chunk: memoryview) -> None:
+        n = len(chunk)
+        if self.size + n > self.inst.size:
+            raise IntegrityError(f"instance {self.inst.sop_uid}: more bytes than the {self.inst.size} the metadata says")
+        self.size += n
+        self.crc.update(chunk)
+        if len(self.head) < HEAD_BYTES:
+            self.head += chunk[: HEAD_BYTES - len(self.head)]
+        self.buf += chunk
+        self.job._count(self.inst, n)
+        if len(self.buf) >= self.job.write_batch and self.inst.size > self.job.small_file:
+            if self.writer is None:
+                self.writer = await self.job.sink.open(self.inst)
+            await self.writer.write(self.buf)
+            self.buf = bytearray()
+
+    async def end(self) -> None:
+        try:
+            check_instance(self.inst, self.size, self.crc.value, bytes(self.head))
+        except IntegrityError:
+            if self.writer is not None:
+                await self.writer.abort()
+            raise
+        if self.writer is None:
+            data, self.buf = self.buf, bytearray()
+            task = await self.job.pool.submit(len(data), self._put(data))
+            self.pending.append((self.inst, task))
+        else:
+            if self.buf:
+                await self.writer.write(self.buf)
+            await self.writer.commit()
+            await self.job._saved(self.plan, self.inst)
+
+    async def abort(self) -> None:
+        if self.writer is not None:
+            await self.writer.abort()
+            self.writer = None
+
+    async def _put(self, data: bytearray) -> None:
+        await self.job.sink.put(self.inst, data)
+        await self.job._saved(self.plan, self.inst)
+
+
+class Job:
+    def __init__(self, plan: Plan, client: Client, sink: Sink, *, concurrency: int = 3,
+                 instance_retries: int = 3, writes_in_flight: int = 8,
+                 small_file: int = 16 * 1024 * 1024, write_batch: int = 8 * 1024 * 1024) -> None:
+        self.plan = plan
+        self.client = client
+        self.sink = sink
+        self.concurrency = max(1, concurrency)
+        self.instance_retries = instance_retries
+        self.small_file = small_file
+        self.write_batch = write_batch
+        self.pool = WritePool(writes_in_flight)
+        self.state = "new"
+        self._callbacks: dict[str, list[Callback]] = {e: [] for e in EVENTS}
+        self._gate = asyncio.Event()
+        self._gate.set()
+        client.gate = self._gate
+        self._tasks: list[asyncio.Task] = []
+        todo = [s for s in plan.series if s.metadata is not None]
+        self.bytes_total = sum(i.size for s in todo for i in s.missing)
+        self.bytes_done = 0
+        self._counted: dict[str, int] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+        self.started_at = 0.0
+
+    # -- callbacks (the original's names) --------------------------------
+    def on(self, event: str, callback: Callback) -> None:
+        if event not in self._callbacks:
+            raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
+        self._callbacks[event].append(callback)
+
+    def on_progress(self, cb: Callback) -> None: self.on("progress", cb)
+    def on_download(self, cb: Callback) -> None: self.on("download", cb)
+    def on_extract(self, cb: Callback) -> None: self.on("extract", cb)
+    def on_save(self, cb: Callback) -> None: self.on("save", cb)
+    def on_complete(self, cb: Callback) -> None: self.on("complete", cb)
+    def on_error(self, cb: Callback) -> None: self.on("error", cb)
+    def on_series(self, cb: Callback) -> None: self.on("series", cb)
+
+    def _emit(self, event: str, payload: dict[str, Any]) -> None:
+        for cb in list(self._callbacks[event]):
+            try:
+                cb(payload)
+            except Exception as e:  # noqa: BLE001 - a host's callback must not kill the job
+                if event != "error":
+                    self._emit("error", {"url": None, "error": f"{event} callback failed: {e}", "kind": "callback"})
+
+    # -- control ---------------------------------------------------------
+    def pause(self) -> None:
+        if self.state == "running":
+            self.state = "paused"
+            self._gate.clear()
+
+    def resume(self) -> None:
+        if self.state == "paused":
+            self.state = "running"
+            self._gate.set()
+
+    def cancel(self) -> None:
+        if self.state in ("new", "running", "paused"):
+            self.state = "cancelled"
+            self.client.cancelled = True
+            self._gate.set()
+            for t in self._tasks:
+                t.cancel()
+
+    # -- run -------------------------------------------------------------
+    async def start(self) -> dict[str, Any]:
+        if self.state != "new":
+            raise RuntimeError(f"job already {self.state}")
+        self.state = "running"
+        self.started_at = time.monotonic()
+        for err in self.plan.errors:
+            self._error(err, None)
+        await self.sink.prepare(self.plan.series)
+        sem = asyncio.Semaphore(self.concurrency)
+        self._tasks = [asyncio.ensure_future(self._series(sp, sem)) for sp in self.plan.series]
+        try:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            ok = all(r["status"] == "saved" for r in self.results.values()) and not self.plan.errors
+            try:
+                await self.sink.close(ok and self.state != "cancelled")
+            except CodError as e:
+                self._error(e, None)
+        if self.state == "running":
+            self.state = "done"
+        return self._complete()
+
+    def _complete(self) -> dict[str, Any]:
+        ok = [r for r in self.results.values() if r["status"] == "saved"]
+        bad = [r for r in self.results.values() if r["status"] != "saved"]
+        payload = {
+            "files": [{"url": r["url"], "size": r["size"]} for r in ok],
+            "succeeded": [r["key"] for r in ok],
+            "failed": [{"study": r["study"], "series": r["series"], "error": r.get("error")} for r in bad]
+                      + [{"study": e.study, "series": None, "error": str(e)} for e in self.plan.errors],
+            "cancelled": self.state == "cancelled",
+            "bytesTotal": self.bytes_total,
+            "bytesDone": self.bytes_done,
+            "seconds": round(time.monotonic() - self.started_at, 3),
+            "requests": self.client.traffic.requests,
+            "retries": self.client.traffic.retries,
+        }
+        self._emit("complete", payload)
+        return payload
+
+    def _series_status(self, sp: SeriesPlan, status: str, error: str | None = None) -> None:
+        result = {"key": sp.key, "study": sp.study_uid, "series": sp.series_uid, "url": sp.tar_url,
+                  "size": sp.size, "status": status, "instances": len(sp.instances),
+                  "savedInstances": len(sp.saved), "error": error}
+        if status in ("saved", "failed", "cancelled"):
+            self.results[sp.key] = result
+        self._emit("series", dict(result))
+
+    def _error(self, err: BaseException, sp: SeriesPlan | None, inst: Instance | None = None) -> None:
+        self._emit("error", {
+            "url": getattr(err, "url", None) or (sp.tar_url if sp else None),
+            "error": str(err),
+            "kind": type(err).__name__,
+            "study": sp.study_uid if sp else getattr(err, "study", None),
+            "series": sp.series_uid if sp else getattr(err, "series", None),
+            "instance": inst.sop_uid if inst else None,
+        })
+
+    def _count(self, inst: Instance, n: int) -> None:
+        self._counted[inst.sop_uid] = self._counted.get(inst.sop_uid, 0) + n
+        self.bytes_done += n
+
+    def _uncount(self, inst: Instance) -> None:
+        self.bytes_done -= self._counted.pop(inst.sop_uid, 0)
+
+    async def _saved(self, sp: SeriesPlan, inst: Instance) -> None:
+        sp.saved.add(inst.sop_uid)
+        await self.sink.saved(inst)
+        self._emit("save", {"url": sp.tar_url, "file": self.sink.describe(inst), "size": inst.size,
+                            "study": sp.study_uid, "series": sp.series_uid, "instance": inst.sop_uid})
+
+    async def _series(self, sp: SeriesPlan, sem: asyncio.Semaphore) -> None:
+        if sp.metadata is None:
+            self._error(sp.error or CodError("series has no metadata"), sp)
+            self._series_status(sp, "failed", str(sp.error))
+            return
+        if sp.complete:
+            self._series_status(sp, "saved")
+            return
+        self._series_status(sp, "waiting")
+        async with sem:
+            try:
+                await self._download_series(sp)
+            except (asyncio.CancelledError, Cancelled):
+                self._series_status(sp, "cancelled", "cancelled")
+                return
+        missing = sp.missing
+        ok = not missing
+        await self.sink.series_done(sp, ok)
+        if ok:
+            self._series_status(sp, "saved")
+        else:
+            self._series_status(sp, "failed", f"{len(missing)} of {len(sp.instances)} instances could not be saved")
+
+    async def _download_series(self, sp: SeriesPlan) -> None:
+        self._series_status(sp, "downloading")
+        failed: dict[str, tuple[Instance, BaseException]] = {}
+        todo = sp.missing
+        try:
+            if len(todo) == len(sp.instances):
+                await self._stream(sp, todo, None, failed)
+            else:
+                for run in coalesce(todo):
+                    await self._stream(sp, run, run, failed)
+        except (asyncio.CancelledError, Cancelled):
+            raise
+        except CodError as e:
+            self._error(e, sp)
+            if not isinstance(e, TarError):
+                return   # the request itself failed after its retries: per-instance ones would too
+        for inst in sp.missing:
+            failed.setdefault(inst.sop_uid, (inst, TarError(f"instance {inst.sop_uid} was not received")))
+        # Fetch each failed instance again, alone, by its byte range.
+        for sop, (inst, err) in list(failed.items()):
+            if sop in sp.saved:
+                continue
+            last: BaseException = err
+            for _ in range(self.instance_retries):
+                local: dict[str, tuple[Instance, BaseException]] = {}
+                try:
+                    await self._stream(sp, [inst], [inst], local)
+                except (asyncio.CancelledError, Cancelled):
+                    raise
+                except CodError as e:
+                    last = e
+                    if getattr(e, "status", None) in (404, 416):
+                        break
+                    continue
+                if sop in sp.saved:
+                    break
+                if sop in local:
+                    last = local[sop][1]
+            if sop not in sp.saved:
+                self._uncount(inst)
+                self._error(last, sp, inst)
+
+    async def _stream(self, sp: SeriesPlan, want: list[Instance], span: list[Instance] | None,
+                      failed: dict[str, tuple[Instance, BaseException]]) -> None:
+        """One request: the whole tar (span None) or one Range over `span`."""
+        if span is None:
+            reader: TarReader | SpanReader = TarReader()
+            start, end = 0, None
+            what = f"tar of series {sp.series_uid}"
+        else:
+            start, end = span[0].start_byte, span[-1].end_byte
+            reader = SpanReader(span, start)
+            what = f"bytes {start}-{end} of the tar of series {sp.series_uid}"
+        wanted = {i.member: i for i in want}
+        by_member = sp.metadata.by_member() if sp.metadata else {}
+        pending: list[tuple[Instance, asyncio.Task]] = []
+        current: Any = SKIP
+        got = 0
+        try:
+            async for chunk in self.client.body(sp.tar_url, what, start, end):
+                got += len(chunk)
+                self._emit("progress", {"url": sp.tar_url, "bytesDownloaded": len(chunk),
+                                        "bytesTotal": (end - start) if end is not None else None,
+                                        "study": sp.study_uid, "series": sp.series_uid,
+                                        "jobBytesDone": self.bytes_done, "jobBytesTotal": self.bytes_total})
+                for ev in reader.feed(chunk):
+                    if isinstance(ev, MemberData):
+                        try:
+                            await current.data(ev.data)
+                        except IntegrityError as e:
+                            failed[current.inst.sop_uid] = (current.inst, e)
+                            await current.abort()
+                            current = SKIP
+                    elif isinstance(ev, MemberStart):
+                        current = self._member(sp, ev, wanted, by_member, failed, pending)
+                    elif isinstance(ev, MemberEnd):
+                        if current is not SKIP:
+                            try:
+                                await current.end()
+                            except IntegrityError as e:
+                                failed[current.inst.sop_uid] = (current.inst, e)
+                                self._uncount(current.inst)
+                        current = SKIP
+            if isinstance(reader, TarReader):
+                reader.finish()
+        except BaseException:
+            if current is not SKIP:
+                await current.abort()
+            raise
+        finally:
+            for inst, task in pending:
+                try:
+                    await task
+                except (asyncio.CancelledError, Cancelled):
+                    raise
+                except Exception as e:  # noqa: BLE001 - a failed write is retried, then reported
+                    failed[inst.sop_uid] = (inst, e)
+                    self._uncount(inst)
+        self._emit("download", {"url": sp.tar_url, "size": got, "file": None,
+                                "study": sp.study_uid, "series": sp.series_uid})
+        self._emit("extract", {"url": sp.tar_url, "study": sp.study_uid, "series": sp.series_uid,
+                               "files": [{"name": i.member, "size": i.size} for i in want if i.sop_uid in sp.saved]})
+
+    def _member(self, sp: SeriesPlan, ev: MemberStart, wanted: dict[str, Instance],
+                by_member: dict[str, Instance], failed: dict, pending: list):
+        inst = by_member.get(ev.name)
+        if ev.kind != "file":
+            self._error(TarError(f"tar member {ev.name[:200]!r} is a {ev.kind}, not a file: refused"), sp)
+            return SKIP
+        if inst is None:
+            self._error(TarError(f"tar member {ev.name[:200]!r} is not in the series metadata: refused"), sp)
+            return SKIP
+        if ev.name not in wanted:
+            return SKIP
+        if ev.size != inst.size:
+            err = IntegrityError(f"tar member {ev.name!r} has {ev.size} bytes, metadata says {inst.size}")
+            failed[inst.sop_uid] = (inst, err)
+            return SKIP
+        if inst.sop_uid in self._counted:
+            self._uncount(inst)
+        return _Receiver(self, sp, inst, pending)

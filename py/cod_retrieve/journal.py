@@ -1,0 +1,59 @@
+"""log.json: the original's record of saved instances, kept compatible.
+
+One writer at a time, entries only after verification, and the file replaced
+atomically, so concurrent series never lose entries and a crash never leaves
+half a JSON document behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from .folder import Folder
+
+LOG_NAME = ("log.json",)
+MAX_LOG_BYTES = 512 * 1024 * 1024
+
+
+class Journal:
+    def __init__(self, folder: Folder, flush_every: float = 2.0) -> None:
+        self._folder = folder
+        self._entries: dict[str, None] = {}
+        self._dirty = False
+        self._lock = asyncio.Lock()
+        self._flush_every = flush_every
+        self._last_flush = time.monotonic()
+
+    async def load(self) -> None:
+        raw = await self._folder.read_bytes(LOG_NAME, MAX_LOG_BYTES)
+        self._entries = {}
+        if raw:
+            try:
+                logs = json.loads(raw).get("logs", [])
+            except (ValueError, AttributeError):
+                logs = []   # a corrupt log only costs re-verification, never data
+            self._entries = {str(e): None for e in logs if isinstance(e, str)}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def add(self, key: str) -> None:
+        if key not in self._entries:
+            self._entries[key] = None
+            self._dirty = True
+        if time.monotonic() - self._last_flush > self._flush_every:
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self._dirty:
+                return
+            self._dirty = False
+            self._last_flush = time.monotonic()
+            body = json.dumps({"logs": list(self._entries)}).encode()
+            await self._folder.write_atomic(LOG_NAME, body)

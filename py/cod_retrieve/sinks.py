@@ -1,0 +1,77 @@
+"""Where verified instances go: a folder (with log.json), or study zips."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .folder import FileWriter, Folder
+from .journal import Journal
+from .metadata import Instance
+from .plan import SeriesPlan
+from ._compat import new_crc32c
+
+
+class Sink(Protocol):
+    async def prepare(self, plans: list[SeriesPlan]) -> None: ...
+    async def put(self, instance: Instance, data: bytes | bytearray) -> None: ...
+    async def open(self, instance: Instance) -> FileWriter: ...
+    async def saved(self, instance: Instance) -> None: ...
+    async def series_done(self, plan: SeriesPlan, ok: bool) -> None: ...
+    async def close(self, ok: bool) -> None: ...
+    def describe(self, instance: Instance) -> str: ...
+
+
+class FolderSink:
+    """`<root>/<study>/<series>/instances/<sop>.dcm` plus `<root>/log.json`."""
+
+    def __init__(self, folder: Folder, journal: Journal) -> None:
+        self.folder = folder
+        self.journal = journal
+
+    async def prepare(self, plans: list[SeriesPlan]) -> None:
+        return None
+
+    async def put(self, instance: Instance, data: bytes | bytearray) -> None:
+        await self.folder.write_atomic(instance.path, data)
+
+    async def open(self, instance: Instance) -> FileWriter:
+        return await self.folder.create(instance.path)
+
+    async def saved(self, instance: Instance) -> None:
+        await self.journal.add(instance.log_key)
+
+    async def series_done(self, plan: SeriesPlan, ok: bool) -> None:
+        await self.journal.flush()
+
+    async def close(self, ok: bool) -> None:
+        await self.journal.flush()
+
+    def describe(self, instance: Instance) -> str:
+        return "/".join(instance.path)
+
+
+async def mark_saved_in_folder(folder: Folder, journal: Journal, plan: SeriesPlan) -> None:
+    """Mark instances already in place: logged and present, or present with
+    the right size and CRC32C (saved just before a crash, not yet logged)."""
+    if plan.metadata is None:
+        return
+    study, series = plan.study_uid, plan.series_uid
+    names = set(await folder.list((study, series, "instances")))
+    for inst in plan.instances:
+        fname = inst.path[-1]
+        if fname not in names:
+            continue
+        if inst.log_key in journal:
+            plan.saved.add(inst.sop_uid)
+            continue
+        if await folder.size(inst.path) != inst.size:
+            continue
+        crc = new_crc32c()
+        async for chunk in folder.iter_bytes(inst.path):
+            crc.update(chunk)
+        if crc.value == inst.crc32c:
+            plan.saved.add(inst.sop_uid)
+            await journal.add(inst.log_key)
+
+
+__all__ = ["Sink", "FolderSink", "mark_saved_in_folder"]
