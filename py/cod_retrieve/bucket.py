@@ -67,10 +67,12 @@ class Bucket:
     def _api(self) -> str:
         return self.api_base.rstrip("/")
 
-    def list_url(self, study: str, page_token: str | None = None) -> str:
+    def list_url(self, study: str, page_token: str | None = None, page_size: int | None = None) -> str:
         """GCS JSON API listing of a study's series folders (one page)."""
         url = (f"{self._api}/storage/v1/b/{quote(self.name, safe='')}/o"
                f"?prefix={quote(self.series_folder(study), safe='')}&delimiter=%2F")
+        if page_size:
+            url += f"&maxResults={int(page_size)}"
         if page_token:
             url += f"&pageToken={quote(page_token, safe='')}"
         return url

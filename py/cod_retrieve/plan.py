@@ -138,14 +138,15 @@ async def make_plan(client: Client, bucket: Bucket, study_uids: list[str],
     return plan
 
 
-async def list_series(client: Client, bucket: Bucket, study: str, warnings: list[str]) -> list[str]:
+async def list_series(client: Client, bucket: Bucket, study: str, warnings: list[str],
+                      page_size: int | None = None) -> list[str]:
     """Every series folder of a study, following nextPageToken."""
     prefix = bucket.series_folder(study)
     found: list[str] = []
     token: str | None = None
     pages = 0
     while True:
-        raw = await client.get_bytes(bucket.list_url(study, token), f"listing of study {study}", MAX_LISTING_PAGE)
+        raw = await client.get_bytes(bucket.list_url(study, token, page_size), f"listing of study {study}", MAX_LISTING_PAGE)
         series, token = parse_listing_page(raw, prefix, warnings)
         found.extend(series)
         pages += 1

@@ -1,0 +1,200 @@
+"""Browser adapters: fetch streaming, File System Access handles, CRC32C in
+WebAssembly. Only thin calls live in JS (`cod_shim`, registered by the page's
+module); the decisions stay in Python."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator, Sequence
+
+import js  # type: ignore[import-not-found]
+from pyodide.ffi import JsException, to_js  # type: ignore[import-not-found]
+
+from ..errors import NetworkError
+
+try:
+    import cod_shim  # type: ignore[import-not-found]  # registered by cod-retrieve.mjs
+except ImportError:  # pytest-pyodide and other hosts without the page's module
+    cod_shim = None
+
+
+def _js_obj(d: dict):
+    return to_js(d, dict_converter=js.Object.fromEntries)
+
+
+class FetchResponse:
+    def __init__(self, resp, controller) -> None:
+        self.status = int(resp.status)
+        self.headers = {str(p[0]).lower(): str(p[1]) for p in resp.headers.entries()}
+        self._reader = resp.body.getReader() if resp.body else None
+        self._controller = controller
+
+    async def read(self) -> bytes | None:
+        if self._reader is None:
+            return None
+        try:
+            r = await self._reader.read()
+        except JsException as e:
+            raise NetworkError(f"connection failed: {e}") from None
+        if r.done:
+            return None
+        return r.value.to_bytes()
+
+    async def aclose(self) -> None:
+        try:
+            self._controller.abort()
+        except JsException:
+            pass
+
+
+async def open_url(url: str, headers: dict[str, str]) -> FetchResponse:
+    controller = js.AbortController.new()
+    try:
+        resp = await js.fetch(url, _js_obj({"headers": headers, "signal": controller.signal,
+                                            "cache": "no-store"}))
+    except JsException as e:
+        raise NetworkError(f"fetch of {url.split('?')[0]} failed: {e}") from None
+    return FetchResponse(resp, controller)
+
+
+class WasmCrc32c:
+    """hash-wasm's CRC32C: one shared WebAssembly hasher, each stream keeping its
+    own 8-byte saved state, so any number of instances can be checked at once."""
+
+    def __init__(self) -> None:
+        self._state = None
+
+    def update(self, data) -> None:
+        self._state = cod_shim.crcUpdate(self._state, data)
+
+    @property
+    def value(self) -> int:
+        return int(cod_shim.crcDigest(self._state))
+
+
+def new_crc32c():
+    if cod_shim is not None and cod_shim.crcReady():
+        return WasmCrc32c()
+    from ..crc32c import PureCrc32c
+    return PureCrc32c()
+
+
+def _is_not_found(e: JsException) -> bool:
+    return getattr(e, "name", "") in ("NotFoundError", "TypeMismatchError") or "NotFound" in str(e)
+
+
+class BrowserWriter:
+    """createWritable writes to a swap file: nothing shows under the name until
+    close(), and abort() discards. Verified-or-nothing comes for free."""
+
+    def __init__(self, folder: "BrowserFolder", parts: tuple[str, ...], handle, writable) -> None:
+        self._folder, self._parts, self._handle, self._w = folder, parts, handle, writable
+
+    async def write(self, data) -> None:
+        await self._w.write(cod_shim.toU8(data) if cod_shim else to_js(bytes(data)))
+
+    async def commit(self) -> None:
+        await self._w.close()
+
+    async def abort(self) -> None:
+        try:
+            await self._w.abort()
+        except JsException:
+            pass
+        try:  # getFileHandle(create) made an empty file: do not leave it behind
+            if int((await self._handle.getFile()).size) == 0:
+                await self._folder.remove(self._parts)
+        except JsException:
+            pass
+
+
+class BrowserFolder:
+    """A FileSystemDirectoryHandle (picked folder or OPFS)."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.name = str(handle.name)
+        self._dirs: dict[tuple[str, ...], object] = {(): handle}
+
+    async def _dir(self, parts: Sequence[str], create: bool):
+        key = tuple(parts)
+        if key in self._dirs:
+            return self._dirs[key]
+        parent = await self._dir(key[:-1], create)
+        d = await parent.getDirectoryHandle(_check(key[-1]), _js_obj({"create": create}))
+        self._dirs[key] = d
+        return d
+
+    async def _file(self, parts: Sequence[str]):
+        try:
+            d = await self._dir(parts[:-1], False)
+            return await d.getFileHandle(_check(parts[-1]))
+        except JsException as e:
+            if _is_not_found(e):
+                return None
+            raise
+
+    async def size(self, parts):
+        fh = await self._file(parts)
+        return None if fh is None else int((await fh.getFile()).size)
+
+    async def read_bytes(self, parts, limit):
+        fh = await self._file(parts)
+        if fh is None:
+            return None
+        f = await fh.getFile()
+        if int(f.size) > limit:
+            raise ValueError(f"{'/'.join(parts)} is larger than {limit} bytes")
+        return (await f.arrayBuffer()).to_bytes()
+
+    async def iter_bytes(self, parts) -> AsyncIterator[bytes]:
+        fh = await self._file(parts)
+        if fh is None:
+            return
+        reader = (await fh.getFile()).stream().getReader()
+        while True:
+            r = await reader.read()
+            if r.done:
+                return
+            yield r.value.to_bytes()
+
+    async def create(self, parts):
+        key = tuple(parts)
+        d = await self._dir(key[:-1], True)
+        fh = await d.getFileHandle(_check(key[-1]), _js_obj({"create": True}))
+        return BrowserWriter(self, key, fh, await fh.createWritable())
+
+    async def write_atomic(self, parts, data) -> None:
+        w = await self.create(parts)
+        try:
+            await w.write(data)
+        except BaseException:
+            await w.abort()
+            raise
+        await w.commit()
+
+    async def remove(self, parts) -> None:
+        try:
+            d = await self._dir(parts[:-1], False)
+            await d.removeEntry(_check(parts[-1]))
+        except JsException as e:
+            if not _is_not_found(e):
+                raise
+
+    async def list(self, parts) -> list[str]:
+        try:
+            d = await self._dir(parts, False)
+        except JsException as e:
+            if _is_not_found(e):
+                return []
+            raise
+        return sorted(str(n) for n in await cod_shim.listNames(d))
+
+
+def _check(part: str) -> str:
+    if not part or part in (".", "..") or "/" in part or "\\" in part or "\0" in part:
+        raise ValueError(f"refusing path segment {part!r}")
+    return part
+
+
+async def private_folder() -> BrowserFolder:
+    return BrowserFolder(await js.navigator.storage.getDirectory())

@@ -1,0 +1,82 @@
+"""The face the JS module talks to: converts JS values in and payloads out.
+Only imported inside Pyodide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import js  # type: ignore[import-not-found]
+from pyodide.ffi import JsProxy, to_js  # type: ignore[import-not-found]
+
+from ._compat._in_pyodide import BrowserFolder
+from .download import CodDownload
+from .errors import CodError
+from .http import RetryPolicy
+from .job import Job
+
+
+def _js(value: Any):
+    return to_js(value, dict_converter=js.Object.fromEntries)
+
+
+def _py(value: Any) -> Any:
+    return value.to_py() if isinstance(value, JsProxy) else value
+
+
+class BrowserJob:
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def on(self, event: str, callback) -> None:
+        self.job.on(event, lambda payload: callback(_js(payload)))
+
+    async def start(self):
+        return _js(await self.job.start())
+
+    def cancel(self) -> None:
+        self.job.cancel()
+
+    def pause(self) -> None:
+        self.job.pause()
+
+    def resume(self) -> None:
+        self.job.resume()
+
+    @property
+    def state(self) -> str:
+        return self.job.state
+
+    def traffic(self):
+        t = self.job.client.traffic
+        return _js({"requests": t.requests, "retries": t.retries, "bodyBytes": t.body_bytes})
+
+
+class BrowserCodDownload:
+    def __init__(self, options: dict[str, Any]) -> None:
+        get_token = options.get("getToken")
+        retry = RetryPolicy(**{k: v for k, v in (options.get("retry") or {}).items()
+                               if k in RetryPolicy.__dataclass_fields__})
+        job_options = {k: options[k] for k in ("instance_retries", "writes_in_flight") if k in options}
+        self.cd = CodDownload(options.get("apiBase") or "https://storage.googleapis.com",
+                              int(options.get("concurrency") or 3),
+                              token_provider=(lambda: get_token()) if get_token else None,
+                              retry=retry, **job_options)
+
+    async def set_directory(self, handle) -> None:
+        await self.cd.init_directory(BrowserFolder(handle))
+
+    def init_bucket(self, details) -> None:
+        self.cd.init_bucket(_py(details))
+
+    async def get_stats(self, uids):
+        return _js(await self.cd.get_stats(list(_py(uids))))
+
+    async def download(self, uids, zip_output: bool = False) -> BrowserJob:
+        return BrowserJob(await self.cd.download(list(_py(uids)), bool(zip_output)))
+
+
+def create(options=None) -> BrowserCodDownload:
+    return BrowserCodDownload(_py(options) or {})
+
+
+__all__ = ["create", "BrowserCodDownload", "BrowserJob", "CodError"]

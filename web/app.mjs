@@ -1,0 +1,188 @@
+// The hosted page: a thin view over cod-retrieve.mjs (which does the work in Python).
+import { createCodDownload, supportsFolderPicker } from "./cod-retrieve.mjs";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+let cod = null;
+let job = null;
+let folderChosen = false;
+let series = new Map();
+
+function fmtBytes(n) {
+  if (n == null) return "";
+  const u = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+function fmtTime(s) {
+  if (!isFinite(s)) return "";
+  s = Math.round(s);
+  return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
+}
+
+function fillFromQuery() {
+  // Token in the address bar leaks into history and logs: take it, then drop it.
+  if (params.has("token")) {
+    $("token").value = params.get("token");
+    params.delete("token");
+    const clean = `${location.pathname}${params.toString() ? "?" + params : ""}${location.hash}`;
+    history.replaceState(null, "", clean);
+  }
+  if (params.get("api")) $("api").value = params.get("api");
+  if (params.get("bucket")) $("bucket").value = params.get("bucket");
+  if (params.get("prefix")) $("prefix").value = params.get("prefix");
+  if (params.get("url")) $("bucket-url").value = params.get("url");
+  const uids = [...params.getAll("StudyInstanceUIDs"), ...params.getAll("study")]
+    .flatMap((v) => v.split(/[\s,]+/)).filter(Boolean);
+  if (uids.length) $("studies").value = uids.join("\n");
+  if ($("bucket").value) $("bucket-details").open = true;
+}
+
+function bucketDetails() {
+  const url = $("bucket-url").value.trim();
+  if (url) return url;
+  return { bucket: $("bucket").value.trim(), bucketPrefix: $("prefix").value.trim() || null,
+           token: $("token").value.trim() || null };
+}
+function studyUIDs() {
+  return $("studies").value.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
+}
+
+function showError(text) {
+  $("errors-title").hidden = false;
+  const li = document.createElement("li");
+  li.textContent = text;
+  $("errors").append(li);
+}
+function clearErrors() { $("errors").replaceChildren(); $("errors-title").hidden = true; }
+
+function renderSeries(stats) {
+  const body = $("series-table").tBodies[0];
+  body.replaceChildren();
+  series = new Map();
+  for (const s of stats.seriesDetails) {
+    const tr = document.createElement("tr");
+    tr.dataset.series = s.seriesUID;
+    const bar = document.createElement("progress");
+    bar.max = Math.max(1, s.sizeBytes);
+    bar.value = s.savedSizeBytes;
+    bar.setAttribute("aria-label", `Series ${s.seriesUID} progress`);
+    const cells = [s.seriesUID, [s.modality, s.description].filter(Boolean).join(" "),
+      String(s.instances), fmtBytes(s.sizeBytes)];
+    for (const text of cells) { const td = document.createElement("td"); td.textContent = text; tr.append(td); }
+    const tdBar = document.createElement("td"); tdBar.append(bar); tr.append(tdBar);
+    const tdStatus = document.createElement("td"); tdStatus.className = `status-${s.status}`;
+    tdStatus.textContent = s.status; tr.append(tdStatus);
+    body.append(tr);
+    series.set(`${s.studyUID}/${s.seriesUID}`, { bar, status: tdStatus, done: s.savedSizeBytes });
+  }
+  $("series-table").hidden = stats.seriesDetails.length === 0;
+}
+
+async function check(zip = false) {
+  clearErrors();
+  cod.initBucket(bucketDetails());
+  const uids = studyUIDs();
+  if (!uids.length) throw new Error("Enter at least one Study UID.");
+  $("summary").textContent = "Checking the bucket…";
+  const stats = await cod.getStats(uids);
+  renderSeries(stats);
+  const left = stats.totalSizeBytes - stats.totalSavedSizeBytes;
+  $("summary").textContent =
+    `${stats.totalSeriesCount} series, ${stats.totalInstanceCount} instances, ${fmtBytes(stats.totalSizeBytes)}` +
+    (stats.totalSavedSizeBytes && !zip ? `; ${fmtBytes(stats.totalSavedSizeBytes)} already saved, ${fmtBytes(left)} to download.` : ".");
+  for (const w of stats.warnings) showError(w);
+  return stats;
+}
+
+function setRunning(running) {
+  for (const id of ["check", "choose-folder", "download", "download-zip"]) $(id).disabled = running;
+  if (!running) $("download").disabled = !folderChosen;
+  $("pause").disabled = !running;
+  $("cancel").disabled = !running;
+  $("pause").textContent = "Pause";
+}
+
+async function run(zip) {
+  setRunning(true);
+  try {
+    await check(zip);
+    job = await cod.download(studyUIDs(), zip);
+    const t0 = performance.now();
+    job.onProgress((p) => {
+      const frac = p.jobBytesTotal ? p.jobBytesDone / p.jobBytesTotal : 1;
+      $("overall").value = frac;
+      const secs = (performance.now() - t0) / 1000;
+      const rate = p.jobBytesDone / Math.max(secs, 0.001);
+      const left = rate > 0 ? (p.jobBytesTotal - p.jobBytesDone) / rate : Infinity;
+      $("overall-text").textContent = `${fmtBytes(p.jobBytesDone)} of ${fmtBytes(p.jobBytesTotal)} ` +
+        `(${Math.floor(frac * 100)} %) at ${fmtBytes(rate)}/s, ${fmtTime(left)} left`;
+    });
+    job.onSave((p) => {
+      const row = series.get(`${p.study}/${p.series}`);
+      if (row) { row.done += p.size; row.bar.value = row.done; }
+    });
+    job.onSeries((p) => {
+      const row = series.get(p.key);
+      if (!row) return;
+      row.status.textContent = p.status;
+      row.status.className = `status-${p.status}`;
+      if (p.status === "saved") row.bar.value = row.bar.max;
+    });
+    job.onError((p) => showError(p.error.message));
+    const result = await job.start();
+    const failed = result.failed.length;
+    $("overall").value = result.bytesTotal ? result.bytesDone / result.bytesTotal : 1;
+    $("overall-text").textContent = (result.cancelled ? "Cancelled. " : failed ? "Finished with problems. " : "Done. ") +
+      `${fmtBytes(result.bytesDone)} of ${fmtBytes(result.bytesTotal)} (${Math.floor($("overall").value * 100)} %) ` +
+      `in ${fmtTime(result.seconds)}; ${result.succeeded.length} series saved` + (failed ? `, ${failed} failed.` : ".");
+    document.body.dataset.jobState = result.cancelled ? "cancelled" : failed ? "failed" : "done";
+  } catch (e) {
+    showError(e.message ?? String(e));
+    document.body.dataset.jobState = "error";
+  } finally {
+    setRunning(false);
+  }
+}
+
+async function main() {
+  fillFromQuery();
+  if (!supportsFolderPicker()) {
+    $("picker-note").hidden = false;
+    $("choose-folder").disabled = true;
+  }
+  try {
+    cod = await createCodDownload({ apiBase: params.get("api") || $("api").value || undefined });
+  } catch (e) {
+    $("runtime-status").textContent = `The downloader could not start: ${e.message ?? e}`;
+    return;
+  }
+  $("runtime-status").textContent = "Ready.";
+  document.body.dataset.ready = "1";
+
+  $("source").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { await check(); } catch (e) { showError(e.message ?? String(e)); $("summary").textContent = ""; }
+  });
+  $("choose-folder").addEventListener("click", async () => {
+    try {
+      const handle = await cod.initDirectory();
+      folderChosen = true;
+      $("download").disabled = false;
+      $("folder-name").textContent = `Saving into folder “${handle.name}”.`;
+    } catch (e) {
+      if (e.name !== "AbortError") showError(e.message ?? String(e));
+    }
+  });
+  $("download").addEventListener("click", () => run(false));
+  $("download-zip").addEventListener("click", () => run(true));
+  $("pause").addEventListener("click", () => {
+    if (!job) return;
+    if (job.state === "paused") { job.resume(); $("pause").textContent = "Pause"; }
+    else { job.pause(); $("pause").textContent = "Resume"; }
+  });
+  $("cancel").addEventListener("click", () => job?.cancel());
+}
+
+main();

@@ -1,0 +1,148 @@
+// cod-retrieve: download Cloud Optimized DICOM studies in the browser.
+// The work is done by the Python package `cod_retrieve` running in Pyodide;
+// this module loads it (assets resolved relative to this file, so a portal on
+// another origin can import it) and gives it the original library's API.
+import * as shim from "./cod-shim.mjs";
+
+const BASE = new URL(".", import.meta.url);
+export const DIRECTORY_HANDLE_KEY = "indexed_db_directory_handle_key";
+let runtime = null;
+
+export function loadRuntime() {
+  runtime ??= (async () => {
+    const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", BASE).href);
+    const pyodide = await loadPyodide({ indexURL: new URL("pyodide/", BASE).href });
+    await shim.init(BASE);
+    pyodide.registerJsModule("cod_shim", shim);
+    await pyodide.loadPackage(["cod-retrieve"], { messageCallback: () => {} });
+    return pyodide;
+  })();
+  return runtime;
+}
+
+export function supportsFolderPicker() {
+  return typeof window !== "undefined" && typeof window.showDirectoryPicker === "function";
+}
+
+function inCrossOriginFrame() {
+  try {
+    return window.top !== window.self && !window.top.location.href;
+  } catch {
+    return true;
+  }
+}
+
+function openHandleStore() {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open("cod-retrieve", 1);
+    req.onupgradeneeded = () => req.result.createObjectStore("handles");
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+async function storeHandle(handle) {
+  try {
+    const db = await openHandleStore();
+    await new Promise((resolve, reject) => {
+      const tx = db.transaction("handles", "readwrite");
+      tx.objectStore("handles").put(handle, DIRECTORY_HANDLE_KEY);
+      tx.oncomplete = resolve;
+      tx.onerror = () => reject(tx.error);
+    });
+  } catch {
+    /* a folder that cannot be remembered still works for this session */
+  }
+}
+
+export async function storedDirectoryHandle() {
+  try {
+    const db = await openHandleStore();
+    return await new Promise((resolve) => {
+      const req = db.transaction("handles").objectStore("handles").get(DIRECTORY_HANDLE_KEY);
+      req.onsuccess = () => resolve(req.result ?? null);
+      req.onerror = () => resolve(null);
+    });
+  } catch {
+    return null;
+  }
+}
+
+const EVENTS = {
+  onProgress: "progress", onDownload: "download", onExtract: "extract", onSave: "save",
+  onComplete: "complete", onError: "error", onSeries: "series",
+};
+
+export class Job {
+  constructor(py) {
+    this._py = py;
+    for (const [method, event] of Object.entries(EVENTS)) {
+      this[method] = (callback) => {
+        const cb = event === "error"
+          ? (p) => callback({ ...p, error: Object.assign(new Error(p.error), { kind: p.kind }) })
+          : callback;
+        this._py.on(event, cb);
+        return this;
+      };
+    }
+  }
+  start() { return this._py.start(); }
+  cancel() { this._py.cancel(); }
+  pause() { this._py.pause(); }
+  resume() { this._py.resume(); }
+  get state() { return this._py.state; }
+  traffic() { return this._py.traffic(); }
+}
+
+export class CodDownload {
+  constructor(py, options) {
+    this._py = py;
+    this.options = options;
+    this.directoryHandle = null;
+  }
+
+  // Must be called from a user gesture (a click) when it shows the picker.
+  async initDirectory(usePrivateStorage = false) {
+    const usePrivate = usePrivateStorage === true || usePrivateStorage?.privateStorage === true;
+    let handle;
+    if (usePrivate) {
+      handle = await navigator.storage.getDirectory();
+    } else if (usePrivateStorage && typeof usePrivateStorage === "object" && usePrivateStorage.handle) {
+      handle = usePrivateStorage.handle;
+    } else {
+      if (!supportsFolderPicker()) {
+        throw new Error("This browser has no folder picker (showDirectoryPicker): use zip output instead.");
+      }
+      if (inCrossOriginFrame()) {
+        throw new Error("The folder picker does not work inside a cross-origin iframe: use zip output instead.");
+      }
+      handle = await window.showDirectoryPicker({ mode: "readwrite" });
+    }
+    await this.useDirectory(handle);
+    return handle;
+  }
+
+  async useDirectory(handle) {
+    if (handle.requestPermission) {
+      const state = await handle.queryPermission?.({ mode: "readwrite" });
+      if (state && state !== "granted") await handle.requestPermission({ mode: "readwrite" });
+    }
+    this.directoryHandle = handle;
+    await storeHandle(handle);
+    await this._py.set_directory(handle);
+  }
+
+  initBucket(details) { this._py.init_bucket(details); }
+  getStats(studyUIDs) { return this._py.get_stats(studyUIDs); }
+  async download(studyUIDs, zipOutput = false) {
+    return new Job(await this._py.download(studyUIDs, zipOutput));
+  }
+}
+
+export async function createCodDownload(options = {}) {
+  const pyodide = await loadRuntime();
+  const browser = pyodide.pyimport("cod_retrieve.browser");
+  return new CodDownload(browser.create(options), options);
+}
+
+export default createCodDownload;

@@ -1,0 +1,48 @@
+// The thin JS side of the Python package: byte copies, CRC32C in WebAssembly,
+// and a directory listing. Registered in Pyodide as the module `cod_shim`.
+let hasher = null;
+
+export async function init(baseUrl) {
+  if (!globalThis.hashwasm) await import(new URL("vendor/hash-wasm-crc32.js", baseUrl).href);
+  hasher = await globalThis.hashwasm.createCRC32(0x82f63b78); // CRC32C (Castagnoli)
+}
+
+export function crcReady() {
+  return hasher !== null;
+}
+
+// Copy a Python buffer (bytes, bytearray, memoryview) into a fresh Uint8Array.
+export function toU8(pyBuffer) {
+  const view = pyBuffer.getBuffer("u8");
+  try {
+    return view.data.slice();
+  } finally {
+    view.release();
+  }
+}
+
+// One hasher serves every stream: each keeps its own saved state.
+export function crcUpdate(state, pyBuffer) {
+  hasher.init();
+  if (state) hasher.load(state);
+  const view = pyBuffer.getBuffer("u8");
+  try {
+    hasher.update(view.data);
+  } finally {
+    view.release();
+  }
+  return hasher.save();
+}
+
+export function crcDigest(state) {
+  hasher.init();
+  if (state) hasher.load(state);
+  const b = hasher.digest("binary");
+  return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
+}
+
+export async function listNames(dirHandle) {
+  const names = [];
+  for await (const name of dirHandle.keys()) names.push(name);
+  return names;
+}
