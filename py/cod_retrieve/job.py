@@ -339,10 +339,6 @@ class Job:
         try:
             async for chunk in self.client.body(sp.tar_url, what, start, end):
                 got += len(chunk)
-                self._emit("progress", {"url": sp.tar_url, "bytesDownloaded": len(chunk),
-                                        "bytesTotal": (end - start) if end is not None else None,
-                                        "study": sp.study_uid, "series": sp.series_uid,
-                                        "jobBytesDone": self.bytes_done, "jobBytesTotal": self.bytes_total})
                 for ev in reader.feed(chunk):
                     if isinstance(ev, MemberData):
                         try:
@@ -361,6 +357,10 @@ class Job:
                                 failed[current.inst.sop_uid] = (current.inst, e)
                                 self._uncount(current.inst)
                         current = SKIP
+                self._emit("progress", {"url": sp.tar_url, "bytesDownloaded": len(chunk),
+                                        "bytesTotal": (end - start) if end is not None else None,
+                                        "study": sp.study_uid, "series": sp.series_uid,
+                                        "jobBytesDone": self.bytes_done, "jobBytesTotal": self.bytes_total})
             if isinstance(reader, TarReader):
                 reader.finish()
         except BaseException:
