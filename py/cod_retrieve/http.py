@@ -180,7 +180,7 @@ class Client:
         handled by skipping what was already delivered.
         """
         pos = start
-        failures = 0
+        failures = reconnects = 0
         while True:
             resp = await self.open(url, what, pos, end)
             skip = pos if resp.status == 200 else 0
@@ -222,8 +222,11 @@ class Client:
             if error is None:
                 error = NetworkError(f"{what}: body ended at byte {pos}, expected {expected if end is None else end}")
             failures += 1
-            if failures >= self.policy.attempts:
-                raise NetworkError(f"{what}: transfer failed {failures} times, last at byte {pos}: {_reason(error)}",
+            reconnects += 1
+            # Progress resets `failures`, but a link that dies every few bytes
+            # must still end: the total number of reconnects is bounded too.
+            if failures >= self.policy.attempts or reconnects >= 4 * self.policy.attempts:
+                raise NetworkError(f"{what}: transfer failed {reconnects} times, last at byte {pos}: {_reason(error)}",
                                    url=_safe(url))
             self.traffic.retries += 1
             await self._sleep(self.policy.delay(failures))

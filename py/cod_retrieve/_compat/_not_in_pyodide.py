@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import os
+import socket
+import shutil
 import ssl
 import tempfile
 from pathlib import Path
@@ -19,8 +21,10 @@ CHUNK = 256 * 1024
 
 
 class HttpResponse:
-    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse,
+                 sock: socket.socket | None) -> None:
         self._conn = conn
+        self._sock = sock       # kept: http.client drops conn.sock once the response owns it
         self._resp = resp
         self.status = resp.status
         self.headers = {k.lower(): v for k, v in resp.getheaders()}
@@ -33,6 +37,12 @@ class HttpResponse:
         return data or None
 
     async def aclose(self) -> None:
+        # shutdown() wakes a worker thread blocked in recv(); close() alone would not.
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._conn.close()
 
 
@@ -48,7 +58,8 @@ async def open_url(url: str, headers: dict[str, str]) -> HttpResponse:
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
         try:
             conn.request("GET", target, headers=headers)
-            return HttpResponse(conn, conn.getresponse())
+            sock = conn.sock
+            return HttpResponse(conn, conn.getresponse(), sock)
         except (OSError, http.client.HTTPException) as e:
             conn.close()
             raise NetworkError(f"connection to {parts.hostname} failed: {e or type(e).__name__}") from None
@@ -172,3 +183,47 @@ class LocalFolder:
 async def private_folder() -> LocalFolder:
     """Stand-in for the browser's origin-private file system."""
     return LocalFolder(Path(tempfile.gettempdir()) / "cod-retrieve-private")
+
+
+def default_downloads_dir() -> Path:
+    """Where zips land when no downloads directory is given (CPython only)."""
+    return Path(tempfile.gettempdir()) / "cod-retrieve-downloads"
+
+
+async def deliver_file(folder, parts: Sequence[str], download_name: str,
+                       downloads_dir: str | os.PathLike | None = None) -> str:
+    """Hand a finished spool file over as `download_name` in the downloads
+    directory: moved when it is a local file (the spool is gone after), else
+    copied. Replaces a file of that name atomically. Returns the final path."""
+    if not download_name or download_name in (".", "..") or "/" in download_name or "\\" in download_name:
+        raise ValueError(f"refusing download name {download_name!r}")
+    dest_dir = Path(downloads_dir) if downloads_dir is not None else default_downloads_dir()
+    dest = dest_dir / download_name
+
+    if isinstance(folder, LocalFolder):
+        src = folder._path(parts)
+
+        def _move() -> None:
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(src, dest)
+            except OSError:   # another filesystem: copy beside the target, then rename
+                fd, tmp = tempfile.mkstemp(prefix=f".{download_name}.", suffix=".part", dir=dest_dir)
+                with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+                    shutil.copyfileobj(inp, out, 1 << 20)
+                os.replace(tmp, dest)
+                src.unlink(missing_ok=True)
+        await asyncio.to_thread(_move)
+        return str(dest)
+
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{download_name}.", suffix=".part", dir=dest_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in folder.iter_bytes(parts):
+                await asyncio.to_thread(out.write, chunk)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(dest)
