@@ -46,3 +46,21 @@ export async function listNames(dirHandle) {
   for await (const name of dirHandle.keys()) names.push(name);
   return names;
 }
+
+// Zip mode: hand a finished OPFS spool file (a disk-backed File) to the
+// browser's download through an object URL and an <a download> click. The
+// browser reads the file asynchronously, so the URL stays valid for a while.
+export function deliverFile(file, name) {
+  if (typeof document === "undefined") throw new Error("no document to start a download from");
+  const url = URL.createObjectURL(file);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.rel = "noopener";
+  a.style.display = "none";
+  document.body.append(a);
+  a.click();
+  a.remove();
+  const keepMs = 120_000 + Math.ceil(file.size / 20e6) * 1000;
+  setTimeout(() => URL.revokeObjectURL(url), keepMs);
+}

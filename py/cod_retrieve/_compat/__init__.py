@@ -13,6 +13,7 @@ IN_PYODIDE = "_pyodide_core" in sys.modules or sys.platform == "emscripten"
 if IN_PYODIDE:
     from ._in_pyodide import (  # noqa: F401
         BrowserFolder as NativeFolder,
+        deliver_file,
         new_crc32c,
         open_url,
         private_folder,
@@ -20,9 +21,10 @@ if IN_PYODIDE:
 else:
     from ._not_in_pyodide import (  # noqa: F401
         LocalFolder as NativeFolder,
+        deliver_file,
         new_crc32c,
         open_url,
         private_folder,
     )
 
-__all__ = ["IN_PYODIDE", "NativeFolder", "new_crc32c", "open_url", "private_folder"]
+__all__ = ["IN_PYODIDE", "NativeFolder", "deliver_file", "new_crc32c", "open_url", "private_folder"]

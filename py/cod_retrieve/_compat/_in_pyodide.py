@@ -198,3 +198,20 @@ def _check(part: str) -> str:
 
 async def private_folder() -> BrowserFolder:
     return BrowserFolder(await js.navigator.storage.getDirectory())
+
+
+async def deliver_file(folder, parts: Sequence[str], download_name: str, downloads_dir=None) -> str:
+    """Hand a finished spool file to the browser's download: the OPFS file as
+    a disk-backed `File` behind an object URL and an `<a download>` click
+    (never a Blob assembled in memory). The browser reads it asynchronously:
+    the caller keeps the file for a while after this returns."""
+    if not isinstance(folder, BrowserFolder):
+        raise ValueError("zip delivery needs a browser folder (OPFS) as its spool")
+    fh = await folder._file(parts)
+    if fh is None:
+        raise FileNotFoundError("/".join(parts))
+    if cod_shim is None or not hasattr(cod_shim, "deliverFile"):
+        raise RuntimeError("no page to download from (the cod_shim module is not registered)")
+    file = await fh.getFile()
+    cod_shim.deliverFile(file, download_name)
+    return download_name
