@@ -1,0 +1,83 @@
+"""Zip mode in Firefox ESR (Debian `firefox-esr`, headless), driven by
+Puppeteer-core over WebDriver BiDi from a node script: the page's "Download as
+zip" button for two studies; the zips Firefox saves are checked against the
+bucket (entries, SHA-256, zipfile and unzip -t)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ROOT, expected_files
+from test_zip import check_zip, page_url
+
+FIREFOX = "/usr/bin/firefox-esr"
+
+SCRIPT = r"""
+import puppeteer from "puppeteer-core";
+import fs from "node:fs";
+import path from "node:path";
+
+const [url, downloadPath] = process.argv.slice(1);
+const browser = await puppeteer.launch({
+  browser: "firefox", executablePath: "/usr/bin/firefox-esr", headless: true,
+  extraPrefsFirefox: { "browser.download.useDownloadDir": true, "browser.download.folderList": 2,
+                       "browser.download.dir": downloadPath, "browser.download.always_ask_before_handling_new_types": false },
+});
+const out = { logs: [] };
+try {
+  const ctx = await browser.createBrowserContext({ downloadBehavior: { policy: "allow", downloadPath } });
+  const page = await ctx.newPage();
+  page.on("console", (m) => out.logs.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => out.logs.push(`pageerror: ${e}`));
+  await page.goto(url);
+  await page.waitForSelector("body[data-ready='1']", { timeout: 120000 });
+  const t0 = Date.now();
+  await page.click("#download-zip");
+  await page.waitForSelector("body[data-job-state]", { timeout: 300000 });
+  out.seconds = (Date.now() - t0) / 1000;
+  out.state = await page.evaluate(() => document.body.dataset.jobState);
+  out.errors = await page.evaluate(() => document.getElementById("errors").innerText);
+  out.overall = await page.evaluate(() => document.getElementById("overall-text").innerText);
+  out.pickerNote = await page.evaluate(() => !document.getElementById("picker-note").hidden);
+  // Firefox writes "<name>.part" first: wait until the zips are complete
+  const want = Number(process.env.WANT_ZIPS || "2");
+  for (let i = 0; i < 600; i++) {
+    const names = fs.readdirSync(downloadPath);
+    if (names.filter((n) => n.endsWith(".zip")).length >= want && !names.some((n) => n.endsWith(".part"))) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  out.files = fs.readdirSync(downloadPath);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(out));
+"""
+
+
+@pytest.mark.skipif(not os.path.exists(FIREFOX) or not shutil.which("node"), reason="no firefox-esr or node")
+def test_firefox_zip_two_studies(site_url, bucket_server, demo_studies, tmp_path):
+    dl = tmp_path / "downloads"
+    dl.mkdir()
+    url = page_url(site_url, bucket_server, demo_studies)
+    env = dict(os.environ, WANT_ZIPS=str(len(demo_studies)), HOME=str(tmp_path / "home"))
+    r = subprocess.run(["node", "--input-type=module", "-e", SCRIPT, url, str(dl)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["state"] == "done", out
+    assert out["pickerNote"], "Firefox has no folder picker: the page says zip is used"
+    assert sorted(out["files"]) == sorted(f"{s.study_uid}.zip" for s in demo_studies), out
+    want = {}
+    for s in demo_studies:
+        want.update(expected_files(bucket_server.url, s))
+    total = 0
+    for s in demo_studies:
+        path = dl / f"{s.study_uid}.zip"
+        total += path.stat().st_size
+        check_zip(path, s, want)
+    print(f"\nzip mode, Firefox page: {total / 1e6:.1f} MB of zips in {out['seconds']:.2f} s")
