@@ -8,26 +8,9 @@ import tarfile
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "py"))
 
-from support.faultproxy import FaultProxy  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def proxy(bucket_server):
-    p = FaultProxy("127.0.0.1", bucket_server.port)
-    yield p
-    p.stop()
-
-
-@pytest.fixture
-def fresh_proxy(proxy):
-    proxy.reset()
-    yield proxy
-    proxy.reset()
 
 
 def bucket_files(server, study) -> dict[str, str]:

@@ -96,7 +96,7 @@ class FaultProxy:
                 pass
 
     async def _serve(self, seen: Seen, headers: dict[str, str], writer: asyncio.StreamWriter) -> None:
-        if self.required_token is not None and seen.auth != f"Bearer {self.required_token}":
+        if self.required_token is not None and seen.method == "GET" and seen.auth != f"Bearer {self.required_token}":
             seen.status, seen.fault = 401, "auth"
             writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n"
                          b"Access-Control-Allow-Origin: *\r\n\r\n")
