@@ -136,7 +136,8 @@ async function run(zip) {
     $("overall").value = result.bytesTotal ? result.bytesDone / result.bytesTotal : 1;
     $("overall-text").textContent = (result.cancelled ? "Cancelled. " : failed ? "Finished with problems. " : "Done. ") +
       `${fmtBytes(result.bytesDone)} of ${fmtBytes(result.bytesTotal)} (${Math.floor($("overall").value * 100)} %) ` +
-      `in ${fmtTime(result.seconds)}; ${result.succeeded.length} series saved` + (failed ? `, ${failed} failed.` : ".");
+      `in ${fmtTime(result.seconds)}; ${result.succeeded.length} series saved` + (failed ? `, ${failed} failed.` : ".") +
+      (zip && !result.cancelled && result.succeeded.length ? " The zip files (one per study) went to your Downloads folder." : "");
     document.body.dataset.jobState = result.cancelled ? "cancelled" : failed ? "failed" : "done";
   } catch (e) {
     showError(e.message ?? String(e));

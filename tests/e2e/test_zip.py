@@ -67,6 +67,7 @@ def test_page_zip_two_studies(page, site_url, bucket_server, demo_studies, tmp_p
     seconds = time.monotonic() - t0
     assert page.evaluate("document.body.dataset.jobState") == "done", page.locator("#errors").inner_text()
     assert "(100 %)" in page.locator("#overall-text").inner_text()
+    assert "Downloads folder" in page.locator("#overall-text").inner_text()
     statuses = page.locator("#series-table tbody td:last-child").all_inner_texts()
     assert statuses == ["saved"] * 7
 
