@@ -43,9 +43,11 @@ def dicom_bytes(sop_uid: str, source: str = "CT_small.dcm", study: str | None = 
     return buf.getvalue()
 
 
-def build_tar(members: list[tuple], fmt=tarfile.PAX_FORMAT) -> tuple[bytes, dict[str, tuple[int, int]]]:
+def build_tar(members: list[tuple], fmt=tarfile.PAX_FORMAT,
+              strip_record_padding: bool = False) -> tuple[bytes, dict[str, tuple[int, int]]]:
     """``members``: (name, data) for files or a TarInfo (for links/dirs).
-    Returns the tar bytes and {name: (start_byte, end_byte)} of each file's data."""
+    Returns the tar bytes and {name: (start_byte, end_byte)} of each file's data.
+    ``strip_record_padding`` cuts the zero padding to 10240 after the two end blocks."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
         for m in members:
@@ -58,10 +60,16 @@ def build_tar(members: list[tuple], fmt=tarfile.PAX_FORMAT) -> tuple[bytes, dict
                 tf.addfile(ti, io.BytesIO(data))
     raw = buf.getvalue()
     ranges = {}
+    end = 0
     with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
         for ti in tf.getmembers():
             if ti.isfile():
                 ranges[ti.name] = (ti.offset_data, ti.offset_data + ti.size)
+            size = ti.size if ti.isfile() else 0
+            end = ti.offset_data + -(-size // 512) * 512
+    if strip_record_padding:
+        assert raw[end:end + 1024] == bytes(1024) and not raw[end:].strip(b"\0")
+        raw = raw[:end + 1024]
     return raw, ranges
 
 

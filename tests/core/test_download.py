@@ -240,3 +240,52 @@ def test_missing_tar_is_reported_and_the_rest_lands(bucket_server, demo_studies,
     assert all(not e.startswith(f"{fx.study_uid}/{gone}/") for e in _log(tmp_path))
     # the complete callback does not claim the missing series
     assert all(gone not in f["url"] for f in result["files"])
+
+
+def test_corrupt_log_json_costs_only_verification(bucket_server, demo_studies, tmp_path):
+    fx = demo_studies[0]
+    rec = Recorder()
+
+    async def main():
+        cd = await _ready(bucket_server, fx, tmp_path, rec)
+        await run_download(cd, [fx.study_uid])
+        (tmp_path / "log.json").write_bytes(b'{"logs": [1, 2, "trunc')
+        rec.clear()
+        stats = await cd.get_stats([fx.study_uid])
+        return cd, stats
+
+    cd, stats = asyncio.run(main())
+    assert stats["totalSavedSeriesCount"] == 3 and stats["totalSavedSizeBytes"] == fx.total_dicom_bytes
+    assert rec.tar_calls() == []
+    assert len(_log(tmp_path)) == 11          # rebuilt from the verified files
+
+
+def test_prefix_with_url_special_characters(bucket_server, tmp_path):
+    """Object names with a space, '?', '#' and '%' in the prefix: listing, metadata and the
+    path-style tar URL must all be quoted exactly once."""
+    import gzip
+
+    from core_helpers import build_tar, crc_b64, dicom_bytes
+
+    bucket, ds = "core-quoting", "we ird?#%/dicomweb"
+    study, series, sop = "1.2.826.0.1.3680043.10.77.1", "1.2.826.0.1.3680043.10.77.2", "1.2.826.0.1.3680043.10.77.3"
+    data = dicom_bytes(sop)
+    tar, ranges = build_tar([(f"instances/{sop}.dcm", data)])
+    a, b = ranges[f"instances/{sop}.dcm"]
+    meta = {"study_uid": study, "series_uid": series, "cod": {"instances": {sop: {
+        "uri": f"gs://{bucket}/{ds}/studies/{study}/series/{series}.tar://instances/{sop}.dcm",
+        "headers": {"start_byte": a, "end_byte": b}, "size": b - a, "crc32c": crc_b64(data)}}}}
+    bucket_server.create_bucket(bucket)
+    bucket_server.upload(bucket, f"{ds}/studies/{study}/series/{series}.tar", tar, "application/x-tar")
+    bucket_server.upload(bucket, f"{ds}/studies/{study}/series/{series}/metadata.json",
+                         gzip.compress(json.dumps(meta).encode()), "application/json", "gzip")
+
+    async def main():
+        cd = CodDownload(api_base=bucket_server.url)
+        await cd.init_directory(tmp_path)
+        cd.init_bucket({"bucket": bucket, "bucketPrefix": ds, "token": "t"})
+        return await run_download(cd, [study])
+
+    _, result, ev = asyncio.run(main())
+    assert ev["error"] == [] and result["failed"] == []
+    assert (tmp_path / study / series / "instances" / f"{sop}.dcm").read_bytes() == data

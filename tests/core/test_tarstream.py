@@ -83,17 +83,42 @@ def all_cuts(raw: bytes):
         yield cut, [view[:cut], view[cut:]]
 
 
+def _lean_run(reader, chunks) -> list[tuple]:
+    """run_reader(..., digest=True) trimmed for the cut-point loops (tens of thousands of runs)."""
+    out = []
+    name = None
+    for chunk in chunks:
+        for ev in reader.feed(chunk):
+            t = type(ev)
+            if t is MemberData:
+                n += len(ev.data)
+                c = zlib.crc32(ev.data, c)
+            elif t is MemberStart:
+                assert name is None
+                name, head, n, c = ev.name, (ev.name, ev.kind, ev.offset, ev.size, ev.linkname), 0, 0
+            elif t is MemberEnd:
+                assert ev.name == name
+                out.append(head + ((n, c),))
+                name = None
+            else:
+                out.append(ev)
+    if type(reader) is TarReader:
+        out += reader.finish()
+    assert name is None
+    return out
+
+
 def _cut_range_failures(kind: str, raw: bytes, want, lo: int, hi: int, extra=None) -> list[int]:
     view = memoryview(raw)
     bad = []
     for cut in range(lo, hi):
-        chunks = [view[:cut], view[cut:]]
         try:
             if kind == "tar":
-                ok = tar_members(raw, chunks, True) == want
+                got = _lean_run(TarReader(), (view[:cut], view[cut:]))
+                ok = got[:-1] == want and type(got[-1]) is ArchiveEnd
             else:
                 insts, start = extra
-                ok = run_reader(SpanReader(insts, start), chunks, True)[0] == want
+                ok = _lean_run(SpanReader(insts, start), (view[:cut], view[cut:])) == want
         except Exception:   # noqa: BLE001 - any exception is a failure at this cut
             ok = False
         if not ok:
@@ -152,7 +177,7 @@ CASES = {
 @pytest.fixture(scope="module", params=sorted(CASES))
 def case(request):
     fmt, members = CASES[request.param]
-    raw, _ = build_tar(members, fmt)
+    raw, _ = build_tar(members, fmt, strip_record_padding=True)   # fewer cut points
     return raw, expected_members(raw)
 
 
@@ -181,7 +206,7 @@ def test_pax_size_record_is_honoured():
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         tf.addfile(ti, io.BytesIO(body))
-    raw = bytearray(buf.getvalue())
+    raw = bytearray(buf.getvalue()[:1536 + 2048 + 1024])   # no record padding: fewer cut points
     # zero the ustar size field of the real header (the second header block) and fix its checksum
     hdr = 1024
     raw[hdr + 124:hdr + 136] = b"00000000000\0"
