@@ -228,6 +228,9 @@ def one_run(pw, variant: str, site: str, bucket_url: str, fx, n_files: int, args
             raise SystemExit(f"project reported {out}")
         page.evaluate("() => clearOpfs()")
         peak_pss = max(p for _, p, _ in sampler.samples)
+        q = sampler.samples
+        extra["quarters"] = [max((p for _, p, _ in q[i * len(q) // 4:(i + 1) * len(q) // 4]), default=0)
+                             for i in range(4)]
         peak_rss = max(r for _, _, r in sampler.samples)
         return Result("", variant, out["seconds"], got["dcmBytes"], idle_pss, peak_pss, peak_rss,
                       got["dcmFiles"], extra)
@@ -273,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                               f"(idle {res.idle_pss / MB:.0f})"
                               + (f"  plan {res.extra['planSeconds']:.2f} s" if variant == "project" else ""),
                               flush=True)
+                        print("#     peak PSS in each quarter of the download (MB): " + " ".join(
+                            f"{x / MB:.0f}" for x in res.extra["quarters"]), flush=True)
                         if args.cpu:
                             print("#     browser CPU s: " + ", ".join(
                                 f"{k} {v:.1f}" for k, v in sorted(res.extra["cpu"].items(), key=lambda kv: -kv[1])
