@@ -43,6 +43,8 @@ Notes:
 * Arguments and return values cross by pickle: keep them bytes/str/int/list/dict.
 * ``async def`` test functions work too (``run_in_pyodide`` awaits them); JSPI
   (``pyodide.ffi.run_sync``) works on Chromium; on node 20 only with an experimental flag.
+* Each script (and the Pyodide load) may take ``$COD_PYODIDE_TIMEOUT`` s (default 120);
+  ``@pytest.mark.driver_timeout(s)`` changes it for one test.
 * Local test data over HTTP: ``from pytest_pyodide.server import spawn_web_server``.
 """
 
@@ -54,6 +56,7 @@ from pathlib import Path
 
 import pytest
 from pytest_pyodide import get_global_config
+from pytest_pyodide.runner import _BrowserBaseRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST_DIR = ROOT / "build" / "site" / "pyodide"
@@ -71,6 +74,10 @@ CHROME_FLAGS = [
 get_global_config().set_flags("chrome", CHROME_FLAGS)
 # node 20 has JSPI (pyodide.ffi.run_sync) only behind this flag; Chromium 156 has it on.
 get_global_config().set_flags("node", ["--experimental-wasm-stack-switching"])
+# The plugin allows 20 s per script, including starting the browser and loading Pyodide:
+# too tight on a loaded 2-core machine (seen: "script timeout" at setup). Per test:
+# @pytest.mark.driver_timeout(seconds).
+_BrowserBaseRunner.script_timeout = float(os.environ.get("COD_PYODIDE_TIMEOUT", "120"))
 # Selenium: use /usr/bin/chromedriver, never let Selenium Manager go to the network.
 os.environ.setdefault("SE_OFFLINE", "true")
 os.environ.setdefault("SE_AVOID_STATS", "true")
