@@ -58,6 +58,84 @@ def _job_of(name: str) -> str:
     return name.lstrip(".").partition("-")[0]
 
 
+MEMORY_LIMIT = 1 << 30   # bytes of zips a job may build in memory (no disk-backed spool)
+
+
+class _MemoryWriter:
+    def __init__(self, folder: "MemoryFolder", name: tuple[str, ...]) -> None:
+        self._folder, self._name = folder, name
+        self._chunks: list[bytes] = []
+
+    async def write(self, data) -> None:
+        self._chunks.append(bytes(data))
+
+    async def commit(self) -> None:
+        self._folder.files[self._name] = self._chunks
+
+    async def abort(self) -> None:
+        self._chunks = []
+
+
+class MemoryFolder:
+    """The spool of last resort, for engines without a usable origin-private
+    file system (WebKitGTK under automation): files as lists of chunks in
+    memory. Only used below `MEMORY_LIMIT` bytes per job."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.files: dict[tuple[str, ...], list[bytes]] = {}
+
+    async def size(self, parts):
+        c = self.files.get(tuple(parts))
+        return None if c is None else sum(len(x) for x in c)
+
+    async def read_bytes(self, parts, limit):
+        c = self.files.get(tuple(parts))
+        return None if c is None else b"".join(c)
+
+    async def iter_bytes(self, parts):
+        for chunk in self.files.get(tuple(parts), []):
+            yield chunk
+
+    def pop_chunks(self, parts) -> list[bytes]:
+        return self.files.pop(tuple(parts), [])
+
+    async def create(self, parts):
+        return _MemoryWriter(self, tuple(parts))
+
+    async def write_atomic(self, parts, data) -> None:
+        self.files[tuple(parts)] = [bytes(data)]
+
+    async def remove(self, parts) -> None:
+        self.files.pop(tuple(parts), None)
+
+    async def list(self, parts) -> list[str]:
+        n = len(parts)
+        return sorted(k[n] for k in self.files if len(k) == n + 1 and k[:n] == tuple(parts))
+
+
+async def _disk_spool() -> Folder | None:
+    """The origin-private folder, if this engine really lets us write to it."""
+    try:
+        folder = await _compat.private_folder()
+        await folder.list((SPOOL_DIR,))
+        probe = await folder.create((SPOOL_DIR, ".probe"))
+        await probe.write(b"cod")
+        await probe.commit()
+        await folder.remove((SPOOL_DIR, ".probe"))
+        return folder
+    except Exception:  # noqa: BLE001 - e.g. WebKitGTK under WebDriver: UnknownError
+        return None
+
+
+def _planned_bytes(cod: Any) -> int:
+    plan = getattr(cod, "last_plan", None)
+    if plan is None:
+        return 0
+    return sum(i.size + 200 for s in plan.series for i in s.missing)
+
+
 class _Study:
     def __init__(self, study_uid: str) -> None:
         self.uid = study_uid
@@ -129,7 +207,17 @@ class ZipSink:
         """The sink for a CodDownload: spool in `cod.spool_folder` (default the
         origin-private folder), zips to `cod.downloads_dir` (CPython; default a
         temp directory). Removes stale spool files of earlier jobs."""
-        folder = getattr(cod, "spool_folder", None) or await _compat.private_folder()
+        folder = getattr(cod, "spool_folder", None) or await _disk_spool()
+        if folder is None:
+            folder = MemoryFolder()
+        if isinstance(folder, MemoryFolder):
+            need = _planned_bytes(cod)
+            if need > MEMORY_LIMIT:
+                raise CodError(
+                    f"This browser offers no disk-backed storage to build zip files in (no usable "
+                    f"origin-private file system), so zips are built in memory, at most "
+                    f"{MEMORY_LIMIT / 1e9:.1f} GB per download; these studies need {need / 1e9:.1f} GB. "
+                    f"Download fewer studies at a time, or use Chrome, Edge or Firefox.")
         sink = cls(folder, downloads_dir=getattr(cod, "downloads_dir", None))
         _LIVE[sink.job_id] = math.inf
         await sink.remove_stale()
@@ -339,4 +427,4 @@ class ZipSink:
         await self._remove(self.spool_parts(st.uid))
 
 
-__all__ = ["ZipSink", "SPOOL_DIR", "MISSING_NAME"]
+__all__ = ["ZipSink", "MemoryFolder", "MEMORY_LIMIT", "SPOOL_DIR", "MISSING_NAME"]

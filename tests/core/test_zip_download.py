@@ -204,3 +204,32 @@ def test_zip_cancelled_leaves_nothing(bucket_server, demo_studies, tmp_path):
     assert result["cancelled"]
     assert not dl.exists() or list(dl.iterdir()) == []
     assert spool_left(spool) == []
+
+
+def test_zip_memory_spool_and_its_limit(bucket_server, demo_studies, tmp_path, monkeypatch):
+    """The fallback for engines without a usable OPFS: zips built in memory,
+    below a stated limit; above it download() refuses with a clear message."""
+    from cod_retrieve import zipsink
+    from cod_retrieve.errors import CodError
+
+    fx = demo_studies[1]
+    dl = tmp_path / "downloads"
+
+    async def go():
+        cd = CodDownload(api_base=bucket_server.url)
+        mem = zipsink.MemoryFolder()
+        cd.spool_folder = mem
+        cd.downloads_dir = dl
+        cd.init_bucket({"bucket": fx.bucket, "bucketPrefix": fx.datastore, "token": "t"})
+        job = await cd.download([fx.study_uid], zip_output=True)
+        errors = []
+        job.on_error(errors.append)
+        result = await job.start()
+        assert errors == [] and result["failed"] == []
+        assert mem.files == {}            # handed over, nothing kept in memory
+        monkeypatch.setattr(zipsink, "MEMORY_LIMIT", result["bytesTotal"] // 2)
+        with pytest.raises(CodError, match="built in memory, at most"):
+            await cd.download([fx.study_uid], zip_output=True)
+
+    asyncio.run(go())
+    assert read_zip(dl / f"{fx.study_uid}.zip") == expected_entries(bucket_server, fx)

@@ -204,14 +204,23 @@ async def deliver_file(folder, parts: Sequence[str], download_name: str, downloa
     """Hand a finished spool file to the browser's download: the OPFS file as
     a disk-backed `File` behind an object URL and an `<a download>` click
     (never a Blob assembled in memory). The browser reads it asynchronously:
-    the caller keeps the file for a while after this returns."""
+    the caller keeps the file for a while after this returns. Engines with no
+    usable OPFS spool in memory (`zipsink.MemoryFolder`, size-limited): their
+    chunks become one Blob, handed over the same way."""
+    if cod_shim is None or not hasattr(cod_shim, "deliverFile"):
+        raise RuntimeError("no page to download from (the cod_shim module is not registered)")
+    if hasattr(folder, "pop_chunks"):   # in-memory spool (no OPFS): a Blob, chunk by chunk
+        chunks = folder.pop_chunks(parts)
+        parts_js = js.Array.new()
+        while chunks:
+            parts_js.push(cod_shim.toU8(chunks.pop(0)))
+        cod_shim.deliverFile(js.Blob.new(parts_js), download_name)
+        return download_name
     if not isinstance(folder, BrowserFolder):
-        raise ValueError("zip delivery needs a browser folder (OPFS) as its spool")
+        raise ValueError("zip delivery needs a browser folder (OPFS) or a memory spool")
     fh = await folder._file(parts)
     if fh is None:
         raise FileNotFoundError("/".join(parts))
-    if cod_shim is None or not hasattr(cod_shim, "deliverFile"):
-        raise RuntimeError("no page to download from (the cod_shim module is not registered)")
     file = await fh.getFile()
     cod_shim.deliverFile(file, download_name)
     return download_name
