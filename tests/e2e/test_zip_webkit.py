@@ -1,0 +1,99 @@
+"""Zip mode in WebKitGTK (Safari's engine; Debian `webkit2gtk-driver`, Selenium,
+under `xvfb-run`). There is no `navigator.storage` here under WebDriver, so
+the zip is built in the size-limited in-memory spool and handed over as a Blob
+through the same `<a download>` click. The page's "Download as zip" button is
+pressed; the bytes handed to the download (read back from the link's object
+URL) must be a valid zip of the bucket's instances."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, expected_files
+from test_zip import check_zip, page_url
+
+DRIVER = "/usr/bin/WebKitWebDriver"
+
+SCRIPT = r"""
+import base64, json, sys, time
+from pathlib import Path
+from selenium import webdriver
+
+url, out_dir = sys.argv[1], Path(sys.argv[2])
+# Records every <a download> click (the download itself still happens).
+CAPTURE = '''
+window.__clicks = [];
+const orig = HTMLAnchorElement.prototype.click;
+HTMLAnchorElement.prototype.click = function () {
+  if (this.download) window.__clicks.push({ href: this.href, name: this.download });
+  return orig.call(this);
+};
+'''
+d = webdriver.WebKitGTK(service=webdriver.WebKitGTKService(executable_path="/usr/bin/WebKitWebDriver"))
+res = {}
+try:
+    d.set_script_timeout(120)
+    d.get(url)
+    t0 = time.time()
+    while time.time() - t0 < 180 and not d.execute_script("return document.body.dataset.ready || ''"):
+        time.sleep(0.5)
+    res["storage"] = d.execute_script("return !!(navigator.storage && navigator.storage.getDirectory)")
+    res["pickerNote"] = d.execute_script("return !document.getElementById('picker-note').hidden")
+    d.execute_script(CAPTURE)
+    t0 = time.time()
+    d.find_element("id", "download-zip").click()
+    while time.time() - t0 < 300 and not d.execute_script("return document.body.dataset.jobState || ''"):
+        time.sleep(0.25)
+    res["seconds"] = time.time() - t0
+    res["state"] = d.execute_script("return document.body.dataset.jobState || ''")
+    res["errors"] = d.execute_script("return document.getElementById('errors').innerText")
+    res["overall"] = d.execute_script("return document.getElementById('overall-text').innerText")
+    time.sleep(1)
+    clicks = d.execute_script("return window.__clicks")
+    res["names"] = []
+    for c in clicks:
+        b64 = d.execute_async_script('''
+          const [href, cb] = arguments;
+          fetch(href).then(r => r.arrayBuffer()).then(buf => {
+            const u8 = new Uint8Array(buf); let s = '';
+            for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode.apply(null, u8.subarray(i, i + 0x8000));
+            cb(btoa(s));
+          }).catch(e => cb('ERR ' + e));
+        ''', c["href"])
+        assert not b64.startswith("ERR"), b64
+        (out_dir / c["name"]).write_bytes(base64.b64decode(b64))
+        res["names"].append(c["name"])
+finally:
+    d.quit()
+print(json.dumps(res))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists(DRIVER) or not shutil.which("xvfb-run"), reason="no WebKitGTK driver or xvfb")
+def test_webkit_zip_in_memory(site_url, bucket_server, demo_studies, tmp_path):
+    out = tmp_path / "zips"
+    out.mkdir()
+    env = dict(os.environ, HOME=str(tmp_path / "home"))
+    r = subprocess.run(["xvfb-run", "-a", sys.executable, "-c", SCRIPT,
+                        page_url(site_url, bucket_server, demo_studies), str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["state"] == "done", res
+    assert res["pickerNote"] and not res["storage"]
+    assert sorted(res["names"]) == sorted(f"{s.study_uid}.zip" for s in demo_studies), res
+    want = {}
+    for s in demo_studies:
+        want.update(expected_files(bucket_server.url, s))
+    total = 0
+    for s in demo_studies:
+        path = out / f"{s.study_uid}.zip"
+        total += path.stat().st_size
+        check_zip(path, s, want)
+    print(f"\nzip mode, WebKitGTK page (memory spool): {total / 1e6:.1f} MB of zips in {res['seconds']:.2f} s")
