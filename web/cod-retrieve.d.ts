@@ -1,0 +1,292 @@
+// Type declarations for cod-retrieve.mjs (the ES module of the hosted site) and
+// cod-retrieve-element.mjs (the <cod-retrieve-download> custom element).
+//
+// Code written against the original TypeScript library `cod-retrieve` type-checks
+// after two changes: import from this module, and `await createCodDownload(...)`
+// instead of using the default instance.
+
+// ------------------------------------------------------------------ options
+/** Retry behaviour of every bucket request (seconds; names as in the Python package). */
+export interface RetryOptions {
+  /** Tries per request, the first one included. Default 6. */
+  attempts?: number;
+  /** First back-off delay in seconds, doubled per failure (full jitter). Default 0.5. */
+  base_delay?: number;
+  /** Longest back-off delay in seconds. Default 20. */
+  max_delay?: number;
+  /** Seconds without a byte before a transfer is aborted and resumed with Range. Default 30. */
+  stall_timeout?: number;
+}
+
+/** Supplies a bearer token: called when none was given, and again when one is refused (401/403). */
+export type TokenProvider = () => string | null | undefined | Promise<string | null | undefined>;
+
+export interface CreateCodDownloadOptions {
+  /** Storage API origin. Default "https://storage.googleapis.com". */
+  apiBase?: string;
+  /** Series downloaded at the same time. Default 3. */
+  concurrency?: number;
+  /** The portal's auth service: a token on demand, a fresh one when refused. */
+  getToken?: TokenProvider;
+  retry?: RetryOptions;
+  /** Times one failed instance is fetched again alone, by its byte range. Default 3. */
+  instance_retries?: number;
+  /** File writes in flight at once. Default 8. */
+  writes_in_flight?: number;
+  /** Problems outside a job (folder picker unavailable, no user gesture, cross-origin iframe). */
+  onError?: ErrorCallbackFn;
+}
+
+// ------------------------------------------------------------------ bucket
+/** Object form: used as given (bucketPrefix null or "" means objects start at studies/). */
+export interface BucketDetails {
+  bucket: string | null;
+  bucketPrefix: string | null;
+  token: string | null;
+}
+
+// ------------------------------------------------------------------ stats
+export type SeriesStatus = "waiting" | "downloading" | "saved" | "failed" | "cancelled";
+
+export interface SeriesDetails {
+  studyUID: string;
+  seriesUID: string;
+  url: string;
+  instances: number;
+  savedInstances: number;
+  sizeBytes: number;
+  savedSizeBytes: number;
+  status: "waiting" | "saved" | "failed";
+  error: string | null;
+  modality: string | null;
+  description: string | null;
+  seriesNumber: number | string | null;
+}
+
+export interface DownloadStats {
+  // The original's fields.
+  totalSeriesCount: number;
+  totalSavedSeriesCount: number;
+  /** Sum of DICOM sizes from metadata (not tar bytes). */
+  totalSizeBytes: number;
+  totalSavedSizeBytes: number;
+  /** "<study>/<series>" of every usable series. */
+  series: string[];
+  /** Series still to download. */
+  items: string[];
+  // Additions.
+  totalInstanceCount: number;
+  totalSavedInstanceCount: number;
+  seriesDetails: SeriesDetails[];
+  /** Skipped series, unlisted studies and the like: the rest still downloads. */
+  warnings: string[];
+}
+
+// ------------------------------------------------------------------ job payloads
+export interface ProgressPayload {
+  url: string;
+  /** Bytes of this chunk (a delta, as in the original). */
+  bytesDownloaded: number;
+  /** Bytes of this request when it is a Range request, null for a whole tar. */
+  bytesTotal: number | null;
+  /** DICOM bytes of the whole job verified so far, and in all. */
+  jobBytesDone: number;
+  jobBytesTotal: number;
+  study: string;
+  series: string;
+}
+
+export interface DownloadPayload {
+  url: string;
+  /** Tar bytes received by this request. */
+  size: number;
+  /** Always null: tars are streamed, never held whole in memory. */
+  file: null;
+  study: string;
+  series: string;
+}
+
+export interface ExtractedFile {
+  /** Tar member name, e.g. "instances/<SOPInstanceUID>.dcm". */
+  name: string;
+  size: number;
+}
+
+export interface ExtractPayload {
+  url: string;
+  files: ExtractedFile[];
+  study: string;
+  series: string;
+}
+
+export interface SavePayload {
+  url: string;
+  /** "<study>/<series>/instances/<sop>.dcm" in folder mode, "<study>.zip:<series>/instances/<sop>.dcm" in zip mode. */
+  file: string;
+  size: number;
+  study: string;
+  series: string;
+  instance: string;
+}
+
+export interface FailedSeries {
+  study: string | null;
+  series: string | null;
+  error: string | null;
+}
+
+export interface CompletePayload {
+  /** The series saved: tar URL and DICOM size. */
+  files: { url: string; size: number }[];
+  /** "<study>/<series>" keys. */
+  succeeded: string[];
+  failed: FailedSeries[];
+  cancelled: boolean;
+  bytesDone: number;
+  bytesTotal: number;
+  seconds: number;
+  requests: number;
+  retries: number;
+}
+
+/** An Error with the kind of problem (the Python exception name, or one of the limits below). */
+export interface CodRetrieveError extends Error {
+  kind?: string;
+}
+
+/**
+ * Kinds reported outside a job by CodDownload.onError / initDirectory:
+ * "no-folder-picker", "no-user-gesture", "cross-origin-iframe".
+ */
+export type LimitKind = "no-folder-picker" | "no-user-gesture" | "cross-origin-iframe";
+
+export interface ErrorPayload {
+  url: string | null;
+  error: CodRetrieveError;
+  kind: string;
+  study?: string | null;
+  series?: string | null;
+  instance?: string | null;
+}
+
+export interface SeriesPayload {
+  /** "<study>/<series>" */
+  key: string;
+  study: string;
+  series: string;
+  url: string;
+  /** DICOM bytes of the series. */
+  size: number;
+  status: SeriesStatus;
+  instances: number;
+  savedInstances: number;
+  error: string | null;
+}
+
+export type ProgressCallbackFn = (props: ProgressPayload) => void;
+export type DownloadedCallbackFn = (props: DownloadPayload) => void;
+export type ExtractedCallbackFn = (props: ExtractPayload) => void;
+export type SavedCallbackFn = (props: SavePayload) => void;
+export type CompletedCallbackFn = (props: CompletePayload) => void;
+export type ErrorCallbackFn = (props: ErrorPayload) => void;
+export type SeriesCallbackFn = (props: SeriesPayload) => void;
+
+export type JobState = "new" | "running" | "paused" | "done" | "cancelled";
+
+export interface Traffic {
+  requests: number;
+  retries: number;
+  bodyBytes: number;
+}
+
+// ------------------------------------------------------------------ classes
+/** A download, not yet started. Callback registrations return the job (chainable). */
+export declare class Job {
+  private constructor();
+  onProgress(callback: ProgressCallbackFn): this;
+  onDownload(callback: DownloadedCallbackFn): this;
+  onExtract(callback: ExtractedCallbackFn): this;
+  onSave(callback: SavedCallbackFn): this;
+  onComplete(callback: CompletedCallbackFn): this;
+  onError(callback: ErrorCallbackFn): this;
+  onSeries(callback: SeriesCallbackFn): this;
+  /** Runs the job; resolves with the same payload as onComplete (also when series failed). */
+  start(): Promise<CompletePayload>;
+  cancel(): void;
+  pause(): void;
+  resume(): void;
+  readonly state: JobState;
+  traffic(): Traffic;
+}
+
+export interface DirectoryChoice {
+  /** Use this handle instead of showing the picker. */
+  handle?: FileSystemDirectoryHandle;
+  /** Use the origin-private file system (no picker, no gesture needed). */
+  privateStorage?: boolean;
+}
+
+export declare class CodDownload {
+  private constructor();
+  readonly options: CreateCodDownloadOptions;
+  directoryHandle: FileSystemDirectoryHandle | null;
+  /**
+   * Shows the folder picker (needs a user gesture, not in a cross-origin iframe: those
+   * reject with an Error whose `kind` is a LimitKind, reported to onError too), or takes
+   * the origin-private file system (`true`) or a given handle. The handle is stored in
+   * IndexedDB under DIRECTORY_HANDLE_KEY.
+   */
+  initDirectory(usePrivateStorage?: boolean | DirectoryChoice): Promise<FileSystemDirectoryHandle>;
+  useDirectory(handle: FileSystemDirectoryHandle): Promise<void>;
+  initBucket(bucketDetails: string | BucketDetails): void;
+  getStats(studyInstanceUIDs: string[]): Promise<DownloadStats>;
+  download(studyInstanceUIDs: string[], zipOutput?: boolean): Promise<Job>;
+  /** Problems outside a job (see LimitKind). Returns this. */
+  onError(callback: ErrorCallbackFn): this;
+  /** Why the folder picker cannot be shown now, or null when it can. */
+  folderPickerProblem(): FolderPickerProblem | null;
+}
+
+export interface FolderPickerProblem {
+  kind: LimitKind;
+  message: string;
+}
+
+export declare function createCodDownload(options?: CreateCodDownloadOptions): Promise<CodDownload>;
+export default createCodDownload;
+
+/** Loads Pyodide and the Python package once per page (assets resolved relative to the module). */
+export declare function loadRuntime(): Promise<unknown>;
+export declare function supportsFolderPicker(): boolean;
+/** Why the folder picker cannot be shown now (no API, no user gesture, cross-origin iframe), or null. */
+export declare function folderPickerProblem(): FolderPickerProblem | null;
+export declare function storedDirectoryHandle(): Promise<FileSystemDirectoryHandle | null>;
+export declare const DIRECTORY_HANDLE_KEY: "indexed_db_directory_handle_key";
+
+// ------------------------------------------------------------------ postMessage tokens
+/** Message types of the token handover between a portal and the viewer route page. */
+export declare const TOKEN_MESSAGE: "cod-retrieve-token";
+export declare const READY_MESSAGE: "cod-retrieve-ready";
+export declare const TOKEN_REQUEST_MESSAGE: "cod-retrieve-token-request";
+
+export interface TokenMessage {
+  type: "cod-retrieve-token";
+  token: string;
+}
+
+export interface MessageTokenSource {
+  /** The last token received, or null. */
+  readonly token: string | null;
+  /** Called with each token received. */
+  ontoken: ((token: string) => void) | null;
+  /** A TokenProvider: the newest token, or asks the opener/parent for one (null after the timeout). */
+  getToken(): Promise<string | null>;
+  close(): void;
+}
+
+/**
+ * Accepts `{type: "cod-retrieve-token", token}` messages from window.opener or
+ * window.parent only, announces itself with `{type: "cod-retrieve-ready"}` and asks for a
+ * fresh token with `{type: "cod-retrieve-token-request"}`.
+ */
+export declare function tokenFromMessages(options?: { timeoutMs?: number }): MessageTokenSource;
