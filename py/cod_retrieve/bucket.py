@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .errors import BucketError
 from .uids import check_uid
@@ -126,7 +126,7 @@ def _parse_bucket_url(url: str, api_base: str) -> Bucket:
         raise BucketError(f"bucket URL {url!r} is malformed: {e}") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise BucketError(f"bucket URL {url!r} must look like https://host/<bucket>/<prefix>?token=...")
-    segments = [s for s in parts.path.split("/") if s]
+    segments = [unquote(s) for s in parts.path.split("/") if s]
     if not segments:
         raise BucketError(f"bucket URL {url!r} names no bucket (expected https://host/<bucket>/...)")
     name, rest = segments[0], segments[1:]

@@ -188,19 +188,21 @@ class Client:
             expected = None if length is None else (pos + length if resp.status == 206 else length)
             received = 0 if resp.status == 200 else pos
             error: Exception | None = None
+            watchdog = _Watchdog(resp, self.policy.stall_timeout, self.gate)
             try:
                 while True:
-                    await self._wait_gate()
+                    if self.cancelled or (self.gate is not None and not self.gate.is_set()):
+                        await self._wait_gate()
                     try:
-                        chunk = await asyncio.wait_for(resp.read(), self.policy.stall_timeout)
-                    except asyncio.TimeoutError:
-                        error = NetworkError(f"{what}: no data for {self.policy.stall_timeout:g} s")
-                        break
+                        chunk = await resp.read()
                     except (OSError, NetworkError) as e:
                         error = e
                         break
+                    if watchdog.stalled:
+                        break
                     if chunk is None:
                         break
+                    watchdog.last = time.monotonic()
                     received += len(chunk)
                     if skip:
                         drop = min(skip, len(chunk))
@@ -216,7 +218,10 @@ class Client:
                     if end is not None and pos >= end:
                         return
             finally:
+                watchdog.stop()
                 await resp.aclose()
+            if watchdog.stalled:
+                error = NetworkError(f"{what}: no data for {self.policy.stall_timeout:g} s")
             if error is None and (expected is None or received >= expected) and (end is None or pos >= end):
                 return
             if error is None:
@@ -230,6 +235,35 @@ class Client:
                                    url=_safe(url))
             self.traffic.retries += 1
             await self._sleep(self.policy.delay(failures))
+
+
+class _Watchdog:
+    """Aborts a response that delivers nothing for `timeout` seconds.
+
+    One timer per response instead of one per chunk read: in the browser
+    every asyncio timer is a setTimeout round trip, and chunks come by the
+    thousand."""
+
+    def __init__(self, resp: Response, timeout: float, gate: asyncio.Event | None) -> None:
+        self.resp, self.timeout, self.gate = resp, timeout, gate
+        self.last = time.monotonic()
+        self.stalled = False
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        step = max(0.1, min(1.0, self.timeout / 4))
+        while True:
+            await asyncio.sleep(step)
+            now = time.monotonic()
+            if self.gate is not None and not self.gate.is_set():
+                self.last = now          # a paused job is not a stalled server
+            elif now - self.last > self.timeout:
+                self.stalled = True
+                await self.resp.aclose()   # the pending read ends with an error
+                return
+
+    def stop(self) -> None:
+        self._task.cancel()
 
 
 def _content_length(resp: Response) -> int | None:

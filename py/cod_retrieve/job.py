@@ -70,21 +70,28 @@ class _Receiver:
         self.job, self.plan, self.inst, self.pending = job, plan, inst, pending
         self.crc = new_crc32c()
         self.size = 0
-        self.head = bytearray()
-        self.buf = bytearray()
+        self.small = inst.size <= job.small_file
+        # Small instances fill one buffer of their known size: no reallocation,
+        # and one write per file (the fastest way into OPFS).
+        self.buf = bytearray(inst.size) if self.small else bytearray()
+        self.head = self.buf if self.small else bytearray()
         self.writer = None
 
     async def data(self, chunk: memoryview) -> None:
         n = len(chunk)
         if self.size + n > self.inst.size:
             raise IntegrityError(f"instance {self.inst.sop_uid}: more bytes than the {self.inst.size} the metadata says")
-        self.size += n
         self.crc.update(chunk)
+        self.job._count(self.inst, n)
+        if self.small:
+            self.buf[self.size:self.size + n] = chunk
+            self.size += n
+            return
+        self.size += n
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
         self.buf += chunk
-        self.job._count(self.inst, n)
-        if len(self.buf) >= self.job.write_batch and self.inst.size > self.job.small_file:
+        if len(self.buf) >= self.job.write_batch:
             if self.writer is None:
                 self.writer = await self.job.sink.open(self.inst)
             await self.writer.write(self.buf)
@@ -92,7 +99,7 @@ class _Receiver:
 
     async def end(self) -> None:
         try:
-            check_instance(self.inst, self.size, self.crc.value, bytes(self.head))
+            check_instance(self.inst, self.size, self.crc.value, bytes(self.head[:HEAD_BYTES]))
         except IntegrityError:
             if self.writer is not None:
                 await self.writer.abort()
@@ -120,7 +127,8 @@ class _Receiver:
 class Job:
     def __init__(self, plan: Plan, client: Client, sink: Sink, *, concurrency: int = 3,
                  instance_retries: int = 3, writes_in_flight: int = 8,
-                 small_file: int = 16 * 1024 * 1024, write_batch: int = 8 * 1024 * 1024) -> None:
+                 small_file: int = 16 * 1024 * 1024, write_batch: int = 8 * 1024 * 1024,
+                 progress_interval: float = 0.05) -> None:
         self.plan = plan
         self.client = client
         self.sink = sink
@@ -128,6 +136,7 @@ class Job:
         self.instance_retries = instance_retries
         self.small_file = small_file
         self.write_batch = write_batch
+        self.progress_interval = progress_interval
         self.pool = WritePool(writes_in_flight)
         self.state = "new"
         self._callbacks: dict[str, list[Callback]] = {e: [] for e in EVENTS}
@@ -318,6 +327,9 @@ class Job:
                     last = local[sop][1]
             if sop not in sp.saved:
                 self._uncount(inst)
+                if str(last) != str(err):   # name the first cause too: a retry's error can hide it
+                    kind = IntegrityError if isinstance(err, IntegrityError) else CodError
+                    last = kind(f"{err}; fetched again alone: {last}", study=sp.study_uid, series=sp.series_uid)
                 self._error(last, sp, inst)
 
     async def _stream(self, sp: SeriesPlan, want: list[Instance], span: list[Instance] | None,
@@ -335,7 +347,8 @@ class Job:
         by_member = sp.metadata.by_member() if sp.metadata else {}
         pending: list[tuple[Instance, asyncio.Task]] = []
         current: Any = SKIP
-        got = 0
+        got = unreported = 0
+        last_report = time.monotonic()
         try:
             async for chunk in self.client.body(sp.tar_url, what, start, end):
                 got += len(chunk)
@@ -357,10 +370,14 @@ class Job:
                                 failed[current.inst.sop_uid] = (current.inst, e)
                                 self._uncount(current.inst)
                         current = SKIP
-                self._emit("progress", {"url": sp.tar_url, "bytesDownloaded": len(chunk),
-                                        "bytesTotal": (end - start) if end is not None else None,
-                                        "study": sp.study_uid, "series": sp.series_uid,
-                                        "jobBytesDone": self.bytes_done, "jobBytesTotal": self.bytes_total})
+                unreported += len(chunk)
+                now = time.monotonic()
+                if now - last_report >= self.progress_interval:
+                    self._progress(sp, unreported, start, end)
+                    unreported, last_report = 0, now
+            if unreported:
+                self._progress(sp, unreported, start, end)
+                unreported = 0
             if isinstance(reader, TarReader):
                 reader.finish()
         except BaseException:
@@ -380,6 +397,14 @@ class Job:
                                 "study": sp.study_uid, "series": sp.series_uid})
         self._emit("extract", {"url": sp.tar_url, "study": sp.study_uid, "series": sp.series_uid,
                                "files": [{"name": i.member, "size": i.size} for i in want if i.sop_uid in sp.saved]})
+
+    def _progress(self, sp: SeriesPlan, delta: int, start: int, end: int | None) -> None:
+        """The original's per-chunk event, coalesced: `bytesDownloaded` is the
+        delta since the last event, so sums stay exact."""
+        self._emit("progress", {"url": sp.tar_url, "bytesDownloaded": delta,
+                                "bytesTotal": (end - start) if end is not None else None,
+                                "study": sp.study_uid, "series": sp.series_uid,
+                                "jobBytesDone": self.bytes_done, "jobBytesTotal": self.bytes_total})
 
     def _member(self, sp: SeriesPlan, ev: MemberStart, wanted: dict[str, Instance],
                 by_member: dict[str, Instance], failed: dict, pending: list):

@@ -6,8 +6,7 @@ import re
 
 from .errors import UidError
 
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
-_UID_LENIENT = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 def is_uid(value: object) -> bool:
@@ -16,7 +15,7 @@ def is_uid(value: object) -> bool:
     Leading zeros inside a component are tolerated: real archives have them,
     and they are as harmless in a path as any other digit.
     """
-    return isinstance(value, str) and 0 < len(value) <= 64 and bool(_UID_LENIENT.match(value))
+    return isinstance(value, str) and 0 < len(value) <= 64 and bool(_UID.fullmatch(value))
 
 
 def check_uid(value: object, what: str) -> str:

@@ -125,9 +125,6 @@ def test_non_uid_study_refused(study):
         assert "study UID" in str(e.value)
 
 
-@pytest.mark.xfail(strict=True, reason="uids.py: _UID_LENIENT ends in '$' and is used with .match(), "
-                   "so '$' also matches before a trailing newline and '1.2\\n' passes as a UID "
-                   "(should be \\Z or fullmatch)")
 def test_uid_with_trailing_newline_refused():
     b = Bucket("my-bucket", "dicomweb")
     with pytest.raises(UidError):
@@ -183,9 +180,6 @@ def test_special_characters_in_prefix_are_quoted_once():
     assert parse_qs(urlsplit(b.list_url(ST)).query)["prefix"] == [f"a b/c?d#e%f/studies/{ST}/series/"]
 
 
-@pytest.mark.xfail(strict=True, reason="bucket.py _parse_bucket_url: path segments are used without "
-                   "urllib.parse.unquote, so 'my%20prefix' stays literally '%20' in the object names "
-                   "(and tar_url then requests 'my%2520prefix')")
 def test_percent_encoded_url_prefix_is_decoded():
     b = parse_bucket("https://my-domain.com/my-bucket/my%20prefix?token=t")
     assert b.prefix == "my prefix/dicomweb"

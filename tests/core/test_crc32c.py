@@ -63,10 +63,6 @@ def test_incremental_equals_one_shot(factory):
     assert c.value == want
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="_compat/_not_in_pyodide.py _GoogleCrc.update converts only memoryview to "
-                   "bytes; google_crc32c.Checksum.update rejects a bytearray (TypeError), unlike "
-                   "PureCrc32c and the crc32c-module adapter")
 def test_new_crc32c_accepts_bytearray():
     c = _compat.new_crc32c()
     c.update(bytearray(b"123456789"))

@@ -221,10 +221,6 @@ def _size_disagreement(bucket_server, tmp_path):
     return ev, vdata
 
 
-@pytest.mark.xfail(strict=True, reason="job.py Job._download_series: the per-instance retry loop "
-                   "replaces the first error ('tar member ... has N bytes, metadata says M') with the "
-                   "last retry's error (a CRC32C mismatch of the metadata's byte range), so the "
-                   "reported error never names the size disagreement")
 def test_member_size_disagreement_is_named_in_the_report(bucket_server, tmp_path):
     ev, vdata = _size_disagreement(bucket_server, tmp_path)
     text = errors_text(ev)
@@ -356,9 +352,6 @@ def test_dotdot_folders_in_a_real_listing_page(bucket_server):
     assert "../evil" in warnings[1]
 
 
-@pytest.mark.xfail(strict=True, reason="uids.py: is_uid() uses _UID_LENIENT.match with '$', which "
-                   "matches before a trailing newline: a listed folder '1.2\\n/' becomes series "
-                   "'1.2\\n' and a folder name with a newline")
 def test_newline_folder_in_a_listing_page():
     from cod_retrieve.plan import parse_listing_page
 

@@ -191,8 +191,6 @@ def test_non_uid_instance_key(key):
         _parse(_mutate(fn))
 
 
-@pytest.mark.xfail(strict=True, reason="uids.py: _UID_LENIENT.match with '$' accepts a trailing "
-                   "newline, so an instance key '<uid>\\n' passes and becomes a file name")
 def test_instance_key_with_trailing_newline():
     def fn(inst):
         inst[SOPS[0] + "\n"] = inst.pop(SOPS[0])

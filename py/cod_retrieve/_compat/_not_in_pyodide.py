@@ -85,7 +85,7 @@ class _GoogleCrc:
         self._c = mod.Checksum()
 
     def update(self, data) -> None:
-        self._c.update(bytes(data) if isinstance(data, memoryview) else data)
+        self._c.update(data if isinstance(data, bytes) else bytes(data))
 
     @property
     def value(self) -> int:
