@@ -81,12 +81,12 @@ class _Receiver:
         n = len(chunk)
         if self.size + n > self.inst.size:
             raise IntegrityError(f"instance {self.inst.sop_uid}: more bytes than the {self.inst.size} the metadata says")
-        self.crc.update(chunk)
         self.job._count(self.inst, n)
-        if self.small:
+        if self.small:    # checksummed whole at the end: one call instead of one per chunk
             self.buf[self.size:self.size + n] = chunk
             self.size += n
             return
+        self.crc.update(chunk)
         self.size += n
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
@@ -98,6 +98,8 @@ class _Receiver:
             self.buf = bytearray()
 
     async def end(self) -> None:
+        if self.small:
+            self.crc.update(self.buf)
         try:
             check_instance(self.inst, self.size, self.crc.value, bytes(self.head[:HEAD_BYTES]))
         except IntegrityError:

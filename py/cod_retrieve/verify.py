@@ -25,20 +25,58 @@ def check_instance(instance: Instance, size: int, crc32c: int, head: bytes) -> N
                              study=instance.study_uid, series=instance.series_uid)
     sop = dicom_sop_uid(head, where)
     if sop != instance.sop_uid:
+        sop = _pydicom_sop_uid(head, where)     # the fast walk's verdict, confirmed by pydicom
+    if sop != instance.sop_uid:
         raise IntegrityError(f"{where}: the DICOM header says SOP Instance UID {sop!r}",
                              study=instance.study_uid, series=instance.series_uid)
 
 
 def dicom_sop_uid(head: bytes, where: str) -> str:
-    """MediaStorageSOPInstanceUID from the file meta group, read by pydicom."""
+    """MediaStorageSOPInstanceUID from the file meta group.
+
+    The group is explicit VR little endian by the standard, so a direct walk
+    over its elements finds the UID in microseconds (pydicom's reader costs
+    about 2 ms per instance in the browser, more than the download itself).
+    pydicom confirms any disagreement before it is reported.
+    """
     if len(head) < 132 or head[128:132] != b"DICM":
         raise IntegrityError(f"{where}: not a DICOM Part 10 file (no 'DICM' after the preamble)")
+    uid = _walk_file_meta(head)
+    if uid is None:
+        uid = _pydicom_sop_uid(head, where)
+    return uid
+
+
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+
+
+def _walk_file_meta(head: bytes) -> str | None:
+    pos = 132
+    while pos + 8 <= len(head):
+        group, elem = int.from_bytes(head[pos:pos + 2], "little"), int.from_bytes(head[pos + 2:pos + 4], "little")
+        if group != 0x0002:
+            return None
+        vr = head[pos + 4:pos + 6]
+        if vr in _LONG_VRS:
+            if pos + 12 > len(head):
+                return None
+            length, pos = int.from_bytes(head[pos + 8:pos + 12], "little"), pos + 12
+        else:
+            length, pos = int.from_bytes(head[pos + 6:pos + 8], "little"), pos + 8
+        if length == 0xFFFFFFFF or pos + length > len(head):
+            return None
+        if elem == 0x0003 and vr == b"UI":
+            return head[pos:pos + length].decode("ascii", "replace").rstrip("\0 ")
+        pos += length
+    return None
+
+
+def _pydicom_sop_uid(head: bytes, where: str) -> str:
     from pydicom import filereader  # lazy: importing pydicom costs a second in the browser
 
     fp = io.BytesIO(head)
     fp.seek(132)
     try:
-        # The file meta group alone: a full dcmread costs 8x more per instance.
         meta = filereader._read_file_meta_info(fp)
         uid = meta.get("MediaStorageSOPInstanceUID")
     except Exception as e:  # noqa: BLE001 - any parse failure is the same verdict
