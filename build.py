@@ -463,6 +463,20 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
 
+    def _viewer_route(self) -> None:
+        # The viewer route download/<bucket>/<prefix...>: every path under it gets
+        # download.html (on a static host: a rewrite rule /download/* -> /download.html).
+        if self.path.split("?", 1)[0].startswith("/download/"):
+            self.path = "/download.html"
+
+    def do_GET(self) -> None:
+        self._viewer_route()
+        super().do_GET()
+
+    def do_HEAD(self) -> None:
+        self._viewer_route()
+        super().do_HEAD()
+
     def do_OPTIONS(self) -> None:  # CORS preflight
         self.send_response(204)
         self.send_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")

@@ -1,5 +1,5 @@
 // The hosted page: a thin view over cod-retrieve.mjs (which does the work in Python).
-import { createCodDownload, supportsFolderPicker } from "./cod-retrieve.mjs";
+import { createCodDownload, folderPickerProblem, supportsFolderPicker, tokenFromMessages } from "./cod-retrieve.mjs";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -21,7 +21,26 @@ function fmtTime(s) {
   return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
 }
 
+// The viewer route download/<bucket>/<prefix...> (download.html): the object form
+// {bucket, bucketPrefix: prefix as given}. Null on other paths.
+export function viewerRoute(pathname = location.pathname) {
+  const at = pathname.indexOf("/download/");
+  if (at < 0) return null;
+  const parts = pathname.slice(at + "/download/".length).split("/").filter(Boolean).map(decodeURIComponent);
+  if (!parts.length) return null;
+  return { bucket: parts[0], bucketPrefix: parts.slice(1).join("/") || null };
+}
+
 function fillFromQuery() {
+  const route = viewerRoute();
+  if (route) {
+    $("bucket").value = route.bucket;
+    $("prefix").value = route.bucketPrefix ?? "";
+    $("bucket-details").open = true;
+    // download.html took the token out of the address bar before this module loaded.
+    if (window.__codRetrieveToken) $("token").value = window.__codRetrieveToken;
+    delete window.__codRetrieveToken;
+  }
   // Token in the address bar leaks into history and logs: take it, then drop it.
   if (params.has("token")) {
     $("token").value = params.get("token");
@@ -37,6 +56,11 @@ function fillFromQuery() {
     .flatMap((v) => v.split(/[\s,]+/)).filter(Boolean);
   if (uids.length) $("studies").value = uids.join("\n");
   if ($("bucket").value) $("bucket-details").open = true;
+  if (route && params.has("zip")) {
+    const zip = /^(1|true|yes)$/i.test(params.get("zip"));
+    document.body.dataset.zip = String(zip);
+    (zip || !supportsFolderPicker() ? $("download-zip") : $("choose-folder")).classList.add("primary");
+  }
 }
 
 function bucketDetails() {
@@ -149,12 +173,19 @@ async function run(zip) {
 
 async function main() {
   fillFromQuery();
-  if (!supportsFolderPicker()) {
+  const pickerProblem = folderPickerProblem();
+  if (pickerProblem && pickerProblem.kind !== "no-user-gesture") {
+    if (pickerProblem.kind !== "no-folder-picker") $("picker-note").textContent = pickerProblem.message;
     $("picker-note").hidden = false;
     $("choose-folder").disabled = true;
   }
+  // A portal that opened (or frames) this page can hand the token over by postMessage
+  // ({type: "cod-retrieve-token", token}); it never enters a URL.
+  const messages = tokenFromMessages();
+  messages.ontoken = (token) => { $("token").value = token; };
   try {
-    cod = await createCodDownload({ apiBase: params.get("api") || $("api").value || undefined });
+    cod = await createCodDownload({ apiBase: params.get("api") || $("api").value || undefined,
+                                    getToken: () => messages.getToken() });
   } catch (e) {
     $("runtime-status").textContent = `The downloader could not start: ${e.message ?? e}`;
     return;

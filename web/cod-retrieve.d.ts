@@ -5,6 +5,9 @@
 // after two changes: import from this module, and `await createCodDownload(...)`
 // instead of using the default instance.
 
+/** A value the Python side leaves out: Python's None reaches JavaScript as undefined. */
+export type Maybe<T> = T | null | undefined;
+
 // ------------------------------------------------------------------ options
 /** Retry behaviour of every bucket request (seconds; names as in the Python package). */
 export interface RetryOptions {
@@ -57,10 +60,10 @@ export interface SeriesDetails {
   sizeBytes: number;
   savedSizeBytes: number;
   status: "waiting" | "saved" | "failed";
-  error: string | null;
-  modality: string | null;
-  description: string | null;
-  seriesNumber: number | string | null;
+  error: Maybe<string>;
+  modality: Maybe<string>;
+  description: Maybe<string>;
+  seriesNumber: Maybe<number | string>;
 }
 
 export interface DownloadStats {
@@ -87,8 +90,8 @@ export interface ProgressPayload {
   url: string;
   /** Bytes of this chunk (a delta, as in the original). */
   bytesDownloaded: number;
-  /** Bytes of this request when it is a Range request, null for a whole tar. */
-  bytesTotal: number | null;
+  /** Bytes of this request when it is a Range request; undefined for a whole tar. */
+  bytesTotal: Maybe<number>;
   /** DICOM bytes of the whole job verified so far, and in all. */
   jobBytesDone: number;
   jobBytesTotal: number;
@@ -100,8 +103,8 @@ export interface DownloadPayload {
   url: string;
   /** Tar bytes received by this request. */
   size: number;
-  /** Always null: tars are streamed, never held whole in memory. */
-  file: null;
+  /** Always empty: tars are streamed, never held whole in memory. */
+  file: null | undefined;
   study: string;
   series: string;
 }
@@ -130,9 +133,9 @@ export interface SavePayload {
 }
 
 export interface FailedSeries {
-  study: string | null;
-  series: string | null;
-  error: string | null;
+  study: Maybe<string>;
+  series: Maybe<string>;
+  error: Maybe<string>;
 }
 
 export interface CompletePayload {
@@ -161,12 +164,12 @@ export interface CodRetrieveError extends Error {
 export type LimitKind = "no-folder-picker" | "no-user-gesture" | "cross-origin-iframe";
 
 export interface ErrorPayload {
-  url: string | null;
+  url: Maybe<string>;
   error: CodRetrieveError;
   kind: string;
-  study?: string | null;
-  series?: string | null;
-  instance?: string | null;
+  study?: Maybe<string>;
+  series?: Maybe<string>;
+  instance?: Maybe<string>;
 }
 
 export interface SeriesPayload {
@@ -180,7 +183,7 @@ export interface SeriesPayload {
   status: SeriesStatus;
   instances: number;
   savedInstances: number;
-  error: string | null;
+  error: Maybe<string>;
 }
 
 export type ProgressCallbackFn = (props: ProgressPayload) => void;

@@ -32,6 +32,79 @@ function inCrossOriginFrame() {
   }
 }
 
+// Why the folder picker cannot be shown right now, or null. Checked before the
+// picker is asked for, so a portal hears a clear reason instead of a SecurityError.
+export function folderPickerProblem() {
+  if (!supportsFolderPicker()) {
+    return { kind: "no-folder-picker",
+             message: "This browser has no folder picker (showDirectoryPicker): use zip output instead." };
+  }
+  if (inCrossOriginFrame()) {
+    return { kind: "cross-origin-iframe",
+             message: "The folder picker does not work inside a cross-origin iframe: use zip output instead, " +
+                      "or open the download in a top-level window." };
+  }
+  const activation = typeof navigator !== "undefined" ? navigator.userActivation : undefined;
+  if (activation && !activation.isActive) {
+    return { kind: "no-user-gesture",
+             message: "The folder picker needs a user gesture: call initDirectory() from a click handler " +
+                      "(before other awaits), or use zip output instead." };
+  }
+  return null;
+}
+
+// ---- token handover by postMessage (the viewer route, opened or framed by a portal)
+export const TOKEN_MESSAGE = "cod-retrieve-token";
+export const READY_MESSAGE = "cod-retrieve-ready";
+export const TOKEN_REQUEST_MESSAGE = "cod-retrieve-token-request";
+
+function tokenPeers() {
+  const peers = [];
+  if (typeof window === "undefined") return peers;
+  if (window.opener && !window.opener.closed) peers.push(window.opener);
+  if (window.parent && window.parent !== window) peers.push(window.parent);
+  return peers;
+}
+
+// Accepts {type: "cod-retrieve-token", token} from window.opener or window.parent
+// only (never from a URL), announces itself with {type: "cod-retrieve-ready"} and asks
+// for a fresh token with {type: "cod-retrieve-token-request"} (those carry no secret).
+export function tokenFromMessages({ timeoutMs = 10_000 } = {}) {
+  let latest = null;
+  let handed = null;
+  let waiters = [];
+  const onMessage = (ev) => {
+    const d = ev.data;
+    if (!d || typeof d !== "object" || d.type !== TOKEN_MESSAGE) return;
+    if (typeof d.token !== "string" || !d.token) return;
+    if (!tokenPeers().includes(ev.source)) return;
+    latest = d.token;
+    for (const w of waiters.splice(0)) w(latest);
+    try { source.ontoken?.(latest); } catch { /* a listener's problem */ }
+  };
+  const post = (type) => { for (const peer of tokenPeers()) peer.postMessage({ type }, "*"); };
+  const source = {
+    ontoken: null,
+    get token() { return latest; },
+    async getToken() {
+      if (latest && latest !== handed) { handed = latest; return latest; }
+      if (!tokenPeers().length) return latest;
+      const next = new Promise((resolve) => {
+        waiters.push(resolve);
+        setTimeout(() => resolve(null), timeoutMs);
+      });
+      post(TOKEN_REQUEST_MESSAGE);
+      const got = await next;
+      if (got) handed = got;
+      return got;
+    },
+    close() { window.removeEventListener("message", onMessage); waiters.splice(0).forEach((w) => w(null)); },
+  };
+  window.addEventListener("message", onMessage);
+  post(READY_MESSAGE);
+  return source;
+}
+
 function openHandleStore() {
   return new Promise((resolve, reject) => {
     const req = indexedDB.open("cod-retrieve", 1);
@@ -99,6 +172,24 @@ export class CodDownload {
     this._py = py;
     this.options = options;
     this.directoryHandle = null;
+    this._errorCallbacks = options?.onError ? [options.onError] : [];
+  }
+
+  // Problems outside a job (folder picker limits); payload as Job.onError's.
+  onError(callback) {
+    this._errorCallbacks.push(callback);
+    return this;
+  }
+
+  folderPickerProblem() { return folderPickerProblem(); }
+
+  _limit(problem) {
+    const error = Object.assign(new Error(problem.message), { kind: problem.kind });
+    const payload = { url: null, error, kind: problem.kind, study: null, series: null, instance: null };
+    for (const cb of this._errorCallbacks) {
+      try { cb(payload); } catch (e) { console.error(e); }
+    }
+    return error;
   }
 
   // Must be called from a user gesture (a click) when it shows the picker.
@@ -110,12 +201,8 @@ export class CodDownload {
     } else if (usePrivateStorage && typeof usePrivateStorage === "object" && usePrivateStorage.handle) {
       handle = usePrivateStorage.handle;
     } else {
-      if (!supportsFolderPicker()) {
-        throw new Error("This browser has no folder picker (showDirectoryPicker): use zip output instead.");
-      }
-      if (inCrossOriginFrame()) {
-        throw new Error("The folder picker does not work inside a cross-origin iframe: use zip output instead.");
-      }
+      const problem = folderPickerProblem();
+      if (problem) throw this._limit(problem);
       handle = await window.showDirectoryPicker({ mode: "readwrite" });
     }
     await this.useDirectory(handle);
