@@ -151,6 +151,8 @@ def test_portal_element_folder_mode(page, site_url, portal_origin, bucket_server
     assert statuses == ["saved"] * len(study.series)
     assert "(100 %)" in page.locator("cod-retrieve-download [role=status]").inner_text()
     assert page.locator("cod-retrieve-download [role=progressbar]").first.get_attribute("aria-valuenow") == "100"
+    # the picked folder is shared with the viewer: IndexedDB, key indexed_db_directory_handle_key
+    assert page.evaluate("window.codModule.storedDirectoryHandle().then(h => h && h.name)") == "portal-el"
     got = read_folder(page, "portal-el")
     got.pop("log.json")
     assert got == want_for(bucket_server.url, [study])
