@@ -1,15 +1,10 @@
 """Browser end-to-end fixtures: the built site, headless Debian Chromium
 (Playwright), and the folder picker substituted by an OPFS folder (headless
-Chromium rejects the real picker)."""
+Chromium rejects the real picker). Helpers live in support/browser.py."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import sys
-import tarfile
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,50 +14,22 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "py"))
 
 import build  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
-                 "--disable-dev-shm-usage"]
-
-# Replaces window.showDirectoryPicker before page scripts run: it answers with
-# a fresh folder in the origin-private file system.
-PICKER = """
-window.showDirectoryPicker = async () => {
-  const root = await navigator.storage.getDirectory();
-  return root.getDirectoryHandle(window.__pickedName || 'picked', { create: true });
-};
-"""
-
-# Reads a folder back from OPFS: relative path, size and SHA-256 of every file.
-READ_BACK = """
-async (name) => {
-  const root = await (await navigator.storage.getDirectory()).getDirectoryHandle(name);
-  const out = {};
-  async function walk(dir, prefix) {
-    for await (const [n, h] of dir.entries()) {
-      if (h.kind === 'directory') { await walk(h, prefix + n + '/'); continue; }
-      const buf = await (await h.getFile()).arrayBuffer();
-      const d = new Uint8Array(await crypto.subtle.digest('SHA-256', buf));
-      out[prefix + n] = { size: buf.byteLength, sha256: [...d].map(b => b.toString(16).padStart(2, '0')).join('') };
-    }
-  }
-  await walk(root, '');
-  return out;
-}
-"""
+from support.browser import (CHROMIUM, CHROMIUM_ARGS, PICKER, READ_BACK,  # noqa: E402,F401
+                             expected_files, read_folder)
 
 
 @pytest.fixture(scope="session")
 def site_url():
-    build.build_site() if hasattr(build, "build_site") else None
+    build.build_site()
     server, url = build.serve_site()
     yield url.rstrip("/")
     server.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Per module: Playwright's sync API runs an event loop in this thread while
+    it is open, and the CPython tests that follow need asyncio.run()."""
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -80,35 +47,3 @@ def page(browser):
     pg.on("pageerror", lambda e: pg.console_messages.append(f"pageerror: {e}"))
     yield pg
     context.close()
-
-
-def read_folder(page, name: str = "picked") -> dict:
-    return page.evaluate(READ_BACK, name)
-
-
-def expected_files(server_url: str, study, bucket: str | None = None) -> dict:
-    """Every instance of a study as the bucket holds it: path -> size, sha256, crc32c.
-
-    Read straight from the bucket's tars (not through the package), so the
-    comparison is independent of the code under test."""
-    import crc32c as crc_mod
-    from cod_retrieve.crc32c import decode_crc32c
-    bucket = bucket or study.bucket
-    out = {}
-    for series_uid in study.series:
-        name = f"{study.datastore}/studies/{study.study_uid}/series/{series_uid}"
-        meta_url = f"{server_url}/storage/v1/b/{bucket}/o/{urllib.parse.quote(name + '/metadata.json', safe='')}?alt=media"
-        meta = json.loads(urllib.request.urlopen(meta_url).read())
-        tar_bytes = urllib.request.urlopen(f"{server_url}/{bucket}/{name}.tar").read()
-        with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tf:
-            for sop, entry in meta["cod"]["instances"].items():
-                member = entry["uri"].split(".tar://", 1)[1]
-                data = tf.extractfile(member).read()
-                assert len(data) == entry["size"]
-                assert crc_mod.crc32c(data) == decode_crc32c(entry["crc32c"])
-                out[f"{study.study_uid}/{series_uid}/instances/{sop}.dcm"] = {
-                    "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    return out
-
-
-import urllib.parse  # noqa: E402

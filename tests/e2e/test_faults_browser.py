@@ -3,7 +3,7 @@ refused tokens go through the same recovery as in CPython."""
 
 from __future__ import annotations
 
-from conftest import expected_files, read_folder
+from support.browser import expected_files, read_folder
 from support.faultproxy import Fault, on_path
 
 RUN = """

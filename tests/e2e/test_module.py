@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from conftest import expected_files, read_folder
+from support.browser import expected_files, read_folder
 
 RUN = """
 async ({ api, bucket, prefix, uids, folder }) => {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-from conftest import expected_files, read_folder
+from support.browser import expected_files, read_folder
 
 
 def page_url(site_url, server, studies) -> str:

@@ -3,7 +3,7 @@ missing (plus what was in flight) is fetched again, and the folder ends whole.""
 
 from __future__ import annotations
 
-from conftest import expected_files, read_folder
+from support.browser import expected_files, read_folder
 
 START = """
 async ({ api, bucket, prefix, uids, folder }) => {
@@ -38,7 +38,7 @@ async ({ api, bucket, prefix, uids, folder }) => {
 
 
 def test_kill_half_way_and_resume(browser, site_url, fresh_proxy, bucket_server, resume_study):
-    from conftest import PICKER
+    from support.browser import PICKER
     st = resume_study
     args = {"api": fresh_proxy.url, "bucket": st.bucket, "prefix": st.datastore,
             "uids": [st.study_uid], "folder": "resume"}

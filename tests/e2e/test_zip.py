@@ -10,7 +10,7 @@ import time
 import urllib.parse
 import zipfile
 
-from conftest import expected_files
+from support.browser import expected_files
 
 UNZIP = "/usr/bin/unzip"
 

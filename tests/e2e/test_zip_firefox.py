@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, expected_files
+from support.browser import ROOT, expected_files
 from test_zip import check_zip, page_url
 
 FIREFOX = "/usr/bin/firefox-esr"

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, expected_files
+from support.browser import ROOT, expected_files
 from test_zip import check_zip, page_url
 
 DRIVER = "/usr/bin/WebKitWebDriver"

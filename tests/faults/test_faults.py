@@ -10,7 +10,7 @@ import time
 import pytest
 
 from cod_retrieve import CodDownload, RetryPolicy
-from conftest import bucket_files, folder_files
+from support.files import bucket_files, folder_files
 from support.faultproxy import Fault, on_path
 
 FAST = RetryPolicy(attempts=5, base_delay=0.05, max_delay=0.2, stall_timeout=3.0)

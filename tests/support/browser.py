@@ -1,0 +1,76 @@
+"""Shared by the browser tests and benchmarks: Debian Chromium's launch
+flags, the folder-picker substitute, and read-back of what landed in OPFS
+compared with what the bucket holds."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
+                 "--disable-dev-shm-usage"]
+
+# Replaces window.showDirectoryPicker before page scripts run: it answers with
+# a fresh folder in the origin-private file system.
+PICKER = """
+window.showDirectoryPicker = async () => {
+  const root = await navigator.storage.getDirectory();
+  return root.getDirectoryHandle(window.__pickedName || 'picked', { create: true });
+};
+"""
+
+# Reads a folder back from OPFS: relative path, size and SHA-256 of every file.
+READ_BACK = """
+async (name) => {
+  const root = await (await navigator.storage.getDirectory()).getDirectoryHandle(name);
+  const out = {};
+  async function walk(dir, prefix) {
+    for await (const [n, h] of dir.entries()) {
+      if (h.kind === 'directory') { await walk(h, prefix + n + '/'); continue; }
+      const buf = await (await h.getFile()).arrayBuffer();
+      const d = new Uint8Array(await crypto.subtle.digest('SHA-256', buf));
+      out[prefix + n] = { size: buf.byteLength, sha256: [...d].map(b => b.toString(16).padStart(2, '0')).join('') };
+    }
+  }
+  await walk(root, '');
+  return out;
+}
+"""
+
+
+def read_folder(page, name: str = "picked") -> dict:
+    return page.evaluate(READ_BACK, name)
+
+
+def expected_files(server_url: str, study, bucket: str | None = None) -> dict:
+    """Every instance of a study as the bucket holds it: path -> size, sha256, crc32c.
+
+    Read straight from the bucket's tars (not through the package), so the
+    comparison is independent of the code under test."""
+    import crc32c as crc_mod
+    from cod_retrieve.crc32c import decode_crc32c
+    bucket = bucket or study.bucket
+    out = {}
+    for series_uid in study.series:
+        name = f"{study.datastore}/studies/{study.study_uid}/series/{series_uid}"
+        meta_url = f"{server_url}/storage/v1/b/{bucket}/o/{urllib.parse.quote(name + '/metadata.json', safe='')}?alt=media"
+        meta = json.loads(urllib.request.urlopen(meta_url).read())
+        tar_bytes = urllib.request.urlopen(f"{server_url}/{bucket}/{name}.tar").read()
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tf:
+            for sop, entry in meta["cod"]["instances"].items():
+                member = entry["uri"].split(".tar://", 1)[1]
+                data = tf.extractfile(member).read()
+                assert len(data) == entry["size"]
+                assert crc_mod.crc32c(data) == decode_crc32c(entry["crc32c"])
+                out[f"{study.study_uid}/{series_uid}/instances/{sop}.dcm"] = {
+                    "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return out
+
