@@ -16,7 +16,7 @@ import zipfile
 import pytest
 
 import build
-from conftest import expected_files, read_folder
+from support.browser import expected_files, read_folder
 
 PROGRESS_KEYS = {"url", "bytesDownloaded", "bytesTotal", "jobBytesDone", "jobBytesTotal", "study", "series"}
 DOWNLOAD_KEYS = {"url", "size", "file", "study", "series"}
@@ -251,7 +251,7 @@ Object.defineProperty(Navigator.prototype, 'userActivation', {
 
 def test_folder_picker_without_gesture_is_refused_and_zip_offered(browser, site_url, portal_origin, bucket_server,
                                                                    demo_studies):
-    from conftest import PICKER
+    from support.browser import PICKER
     context = browser.new_context(accept_downloads=True)
     context.add_init_script(PICKER)
     context.add_init_script(NO_GESTURE)
