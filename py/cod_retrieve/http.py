@@ -173,7 +173,8 @@ class Client:
                 raise HttpError(f"{what}: body is larger than {limit} bytes: refused", status=200, url=_safe(url))
         return bytes(out)
 
-    async def body(self, url: str, what: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def body(self, url: str, what: str, start: int = 0, end: int | None = None,
+                   info: dict | None = None) -> AsyncIterator[bytes]:
         """Bytes [start, end) of an object, resuming with Range after cuts and stalls.
 
         The consumer sees one seamless stream; a server that ignores Range is
@@ -186,6 +187,8 @@ class Client:
             skip = pos if resp.status == 200 else 0
             length = _content_length(resp)
             expected = None if length is None else (pos + length if resp.status == 206 else length)
+            if info is not None and "length" not in info:
+                info["length"] = expected if end is None else end - start   # whole object or range size
             received = 0 if resp.status == 200 else pos
             error: Exception | None = None
             watchdog = _Watchdog(resp, self.policy.stall_timeout, self.gate)
@@ -197,8 +200,6 @@ class Client:
                         chunk = await resp.read()
                     except (OSError, NetworkError) as e:
                         error = e
-                        break
-                    if watchdog.stalled:
                         break
                     if chunk is None:
                         break

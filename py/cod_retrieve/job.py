@@ -350,9 +350,10 @@ class Job:
         pending: list[tuple[Instance, asyncio.Task]] = []
         current: Any = SKIP
         got = unreported = 0
+        info: dict[str, Any] = {}
         last_report = time.monotonic()
         try:
-            async for chunk in self.client.body(sp.tar_url, what, start, end):
+            async for chunk in self.client.body(sp.tar_url, what, start, end, info):
                 got += len(chunk)
                 for ev in reader.feed(chunk):
                     if isinstance(ev, MemberData):
@@ -375,10 +376,10 @@ class Job:
                 unreported += len(chunk)
                 now = time.monotonic()
                 if now - last_report >= self.progress_interval:
-                    self._progress(sp, unreported, start, end)
+                    self._progress(sp, unreported, info.get("length"))
                     unreported, last_report = 0, now
             if unreported:
-                self._progress(sp, unreported, start, end)
+                self._progress(sp, unreported, info.get("length"))
                 unreported = 0
             if isinstance(reader, TarReader):
                 reader.finish()
@@ -400,11 +401,11 @@ class Job:
         self._emit("extract", {"url": sp.tar_url, "study": sp.study_uid, "series": sp.series_uid,
                                "files": [{"name": i.member, "size": i.size} for i in want if i.sop_uid in sp.saved]})
 
-    def _progress(self, sp: SeriesPlan, delta: int, start: int, end: int | None) -> None:
+    def _progress(self, sp: SeriesPlan, delta: int, total: int | None) -> None:
         """The original's per-chunk event, coalesced: `bytesDownloaded` is the
-        delta since the last event, so sums stay exact."""
-        self._emit("progress", {"url": sp.tar_url, "bytesDownloaded": delta,
-                                "bytesTotal": (end - start) if end is not None else None,
+        delta since the last event (tar bytes), `bytesTotal` the size of the
+        request (the tar's Content-Length, or the Range)."""
+        self._emit("progress", {"url": sp.tar_url, "bytesDownloaded": delta, "bytesTotal": total,
                                 "study": sp.study_uid, "series": sp.series_uid,
                                 "jobBytesDone": self.bytes_done, "jobBytesTotal": self.bytes_total})
 

@@ -20,7 +20,9 @@ async ({ api, bucket, prefix, uids, folder }) => {
   const stats2 = await cod.getStats(uids);
   const job = await cod.download(uids, false);
   const ev = { progress: 0, lastProgress: null, downloads: [], extracts: [], saves: [], errors: [], series: [] };
-  job.onProgress(p => { ev.progress += 1; ev.lastProgress = p; });
+  ev.perUrl = {};
+  job.onProgress(p => { ev.progress += 1; ev.lastProgress = p;
+    const u = (ev.perUrl[p.url] ??= { sum: 0, total: p.bytesTotal }); u.sum += p.bytesDownloaded; });
   job.onDownload(p => ev.downloads.push(p.url));
   job.onExtract(p => ev.extracts.push(p.files.length));
   job.onSave(p => ev.saves.push(p.file));
@@ -57,6 +59,9 @@ def test_module_downloads_multi_series_study(page, site_url, bucket_server, demo
     assert ev["lastProgress"]["jobBytesDone"] == ev["lastProgress"]["jobBytesTotal"] == total
     assert len(ev["saves"]) == sum(len(v) for s in demo_studies for v in s.series.values())
     assert len(ev["downloads"]) == 7
+    # Per tar, the progress deltas add up to its Content-Length; all tars to the study's tar bytes.
+    assert all(u["sum"] == u["total"] for u in ev["perUrl"].values()), ev["perUrl"]
+    assert sum(u["sum"] for u in ev["perUrl"].values()) == sum(s.total_tar_bytes for s in demo_studies)
     got = read_folder(page, "mod")
     got.pop("log.json")
     want = {}
