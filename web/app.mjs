@@ -1,5 +1,6 @@
 // The hosted page: a thin view over cod-retrieve.mjs (which does the work in Python).
-import { createCodDownload, folderPickerProblem, supportsFolderPicker, tokenFromMessages } from "./cod-retrieve.mjs";
+import { createCodDownload, folderPickerProblem, storedDirectoryHandle, supportsFolderPicker, tokenFromMessages }
+  from "./cod-retrieve.mjs";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -191,7 +192,6 @@ async function main() {
     return;
   }
   $("runtime-status").textContent = "Ready.";
-  document.body.dataset.ready = "1";
 
   $("source").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -215,6 +215,24 @@ async function main() {
     else { job.pause(); $("pause").textContent = "Resume"; }
   });
   $("cancel").addEventListener("click", () => job?.cancel());
+  // After a reload or crash, the folder picked last time (kept in IndexedDB) resumes
+  // where it stopped; the browser asks for permission again on this click.
+  const previous = await storedDirectoryHandle();
+  if (previous) {
+    $("previous-folder").hidden = false;
+    $("previous-folder").textContent = `Use previous folder “${previous.name}”`;
+    $("previous-folder").addEventListener("click", async () => {
+      try {
+        await cod.useDirectory(previous);
+        folderChosen = true;
+        $("download").disabled = false;
+        $("folder-name").textContent = `Saving into folder “${previous.name}” (already saved files are kept).`;
+      } catch (e) {
+        showError(`The previous folder cannot be used: ${e.message ?? e}`);
+      }
+    });
+  }
+  document.body.dataset.ready = "1";
 }
 
 main();

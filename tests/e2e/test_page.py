@@ -39,8 +39,12 @@ def test_page_downloads_studies_into_folder(page, site_url, bucket_server, demo_
     assert log["size"] > 0
     assert got == want
 
-    # A second run fetches no tar: everything is already saved and logged.
-    page.evaluate("delete document.body.dataset.jobState")
+    # Reload the tab: the folder picked before is offered again (its handle is kept in
+    # IndexedDB), and a download into it fetches no tar: everything is saved and logged.
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    page.get_by_role("button", name="Use previous folder “picked”").click()
+    page.wait_for_function("!document.getElementById('download').disabled")
     page.get_by_role("button", name="Download", exact=True).click()
     page.wait_for_selector("body[data-job-state]", timeout=60_000)
     assert page.evaluate("document.body.dataset.jobState") == "done"
