@@ -1,6 +1,7 @@
 // The hosted page: a thin view over cod-retrieve.mjs (which does the work in Python).
 import { createCodDownload, folderPickerProblem, storedDirectoryHandle, supportsFolderPicker, tokenFromMessages }
   from "./cod-retrieve.mjs";
+import { fmtBytes, fmtTime } from "./format.mjs";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -9,18 +10,6 @@ let job = null;
 let folderChosen = false;
 let series = new Map();
 
-function fmtBytes(n) {
-  if (n == null) return "";
-  const u = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
-  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
-}
-function fmtTime(s) {
-  if (!isFinite(s)) return "";
-  s = Math.round(s);
-  return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
-}
 
 // The viewer route download/<bucket>/<prefix...> (download.html): the object form
 // {bucket, bucketPrefix: prefix as given}. Null on other paths.

@@ -20,6 +20,7 @@
 //   --cod-bar-done, --cod-bar-failed, --cod-error, --cod-button-bg, --cod-button-fg,
 //   --cod-button-border. Parts: root, controls, button, overall, bar, series, errors.
 import { createCodDownload, folderPickerProblem } from "./cod-retrieve.mjs";
+import { fmtBytes, fmtTime, splitUIDs } from "./format.mjs";
 
 const STYLE = `
 :host {
@@ -86,23 +87,8 @@ ul { list-style: none; margin: 0; padding: 0; display: grid; gap: 0.4rem; }
 }
 `;
 
-function fmtBytes(n) {
-  if (n == null || !isFinite(n)) return "";
-  const u = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
-  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
-}
 
-function fmtTime(s) {
-  if (!isFinite(s)) return "";
-  s = Math.max(0, Math.round(s));
-  return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
-}
 
-function splitUIDs(text) {
-  return String(text ?? "").split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
-}
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);

@@ -38,21 +38,21 @@ def test_pause_holds_and_resume_loses_no_bytes(bucket_server, demo_studies, tmp_
     assert study.total_tar_bytes <= t.body_bytes <= study.total_tar_bytes + 64 * 1024
 
 
+async def _cancel_at_first_save(server, study, folder, then_again: bool):
+    cd = CodDownload(api_base=server.url, concurrency=1)
+    await cd.init_directory(folder)
+    cd.init_bucket({"bucket": study.bucket, "bucketPrefix": study.datastore, "token": "t"})
+    job = await cd.download([study.study_uid])
+    job.on_save(lambda p: job.cancel())
+    first = await job.start()
+    again = await (await cd.download([study.study_uid])).start() if then_again else None
+    return job, first, again
+
+
 def test_cancel_stops_promptly_and_leaves_only_verified_files(bucket_server, demo_studies, tmp_path):
     study = demo_studies[1]
     want = bucket_files(bucket_server, study)
-
-    async def go():
-        cd = CodDownload(api_base=bucket_server.url, concurrency=1)
-        await cd.init_directory(tmp_path)
-        cd.init_bucket({"bucket": study.bucket, "bucketPrefix": study.datastore, "token": "t"})
-        job = await cd.download([study.study_uid])
-        job.on_save(lambda p: job.cancel())
-        first = await job.start()
-        again = await (await cd.download([study.study_uid])).start()
-        return job, first, again
-
-    job, first, again = asyncio.run(go())
+    job, first, again = asyncio.run(_cancel_at_first_save(bucket_server, study, tmp_path, True))
     assert first["cancelled"] and job.state == "cancelled"
     assert first["bytesDone"] < first["bytesTotal"]
     assert again["failed"] == [] and not again["cancelled"]
@@ -63,16 +63,7 @@ def test_cancel_stops_promptly_and_leaves_only_verified_files(bucket_server, dem
 def test_cancelled_folder_holds_no_partial_file(bucket_server, demo_studies, tmp_path):
     study = demo_studies[1]
     want = bucket_files(bucket_server, study)
-
-    async def go():
-        cd = CodDownload(api_base=bucket_server.url, concurrency=1)
-        await cd.init_directory(tmp_path)
-        cd.init_bucket({"bucket": study.bucket, "bucketPrefix": study.datastore, "token": "t"})
-        job = await cd.download([study.study_uid])
-        job.on_save(lambda p: job.cancel())
-        return await job.start()
-
-    result = asyncio.run(go())
+    _, result, _ = asyncio.run(_cancel_at_first_save(bucket_server, study, tmp_path, False))
     got = folder_files(tmp_path)
     assert result["cancelled"] and 0 < len(got) < len(want)
     assert all(want[path] == digest for path, digest in got.items())   # whole and verified, or absent
