@@ -4,6 +4,7 @@ refused tokens go through the same recovery as in CPython."""
 from __future__ import annotations
 
 from support.browser import expected_files, read_folder
+from support.files import largest_tar
 from support.faultproxy import Fault, on_path
 
 RUN = """
@@ -35,8 +36,8 @@ def run(page, site_url, proxy, study, folder, token="t", fresh=None):
 def test_browser_recovers_from_cut_flip_and_bursts(page, site_url, fresh_proxy, bucket_server, demo_studies):
     study = demo_studies[1]
     fresh_proxy.rules += [
-        on_path(".tar", Fault("cut", after=2_000_000), times=1, ranged=False),
-        on_path(".tar", Fault("flip", after=4_000), times=1, ranged=False),
+        on_path(largest_tar(bucket_server, study), Fault("cut", after=2_000_000), times=1, ranged=False),
+        on_path(largest_tar(bucket_server, study), Fault("flip", after=4_000), times=1, ranged=True),
         on_path(".tar", Fault("status", 503, {"Retry-After": "1"}), times=2),
     ]
     out = run(page, site_url, fresh_proxy, study, "faults")

@@ -20,10 +20,12 @@ def test_pause_holds_and_resume_loses_no_bytes(bucket_server, demo_studies, tmp_
         loop = asyncio.get_running_loop()
 
         def on_save(p):
-            if "paused_at" not in seen:
+            if "paused" not in seen:
                 job.pause()
-                seen["paused_at"] = job.client.traffic.body_bytes
-                loop.call_later(1.0, lambda: (seen.__setitem__("before_resume", job.client.traffic.body_bytes),
+                seen["paused"] = True
+                # Reads already under way may still land; after that, nothing moves.
+                loop.call_later(0.3, lambda: seen.__setitem__("held_at", job.client.traffic.body_bytes))
+                loop.call_later(1.3, lambda: (seen.__setitem__("before_resume", job.client.traffic.body_bytes),
                                               job.resume()))
         job.on_save(on_save)
         result = await job.start()
@@ -31,7 +33,7 @@ def test_pause_holds_and_resume_loses_no_bytes(bucket_server, demo_studies, tmp_
 
     job, result, seen = asyncio.run(go())
     assert result["failed"] == [] and not result["cancelled"]
-    assert seen["before_resume"] == seen["paused_at"]          # not a byte read while paused
+    assert seen["before_resume"] == seen["held_at"]            # not a byte read while paused
     assert folder_files(tmp_path) == bucket_files(bucket_server, study)
     t = job.client.traffic           # one listing, metadata and tar per series; nothing twice
     assert t.requests == 1 + 2 * len(study.series) and t.retries == 0 and 206 not in t.statuses

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from cod_retrieve import CodDownload, RetryPolicy
-from support.files import bucket_files, folder_files
+from support.files import bucket_files, folder_files, largest_tar
 from support.faultproxy import Fault, on_path
 
 FAST = RetryPolicy(attempts=5, base_delay=0.05, max_delay=0.2, stall_timeout=3.0)
@@ -39,7 +39,8 @@ def tar_requests(proxy):
 
 
 def test_cut_connection_resumes_with_range(fresh_proxy, bucket_server, study, tmp_path):
-    fresh_proxy.rules.append(on_path(".tar", Fault("cut", after=3_000_000), times=1, ranged=False))
+    fresh_proxy.rules.append(on_path(largest_tar(bucket_server, study), Fault("cut", after=3_000_000),
+                                     times=1, ranged=False))
     result, errors = download(fresh_proxy, study, tmp_path)
     assert errors == [] and result["failed"] == []
     assert folder_files(tmp_path) == bucket_files(bucket_server, study)
@@ -63,7 +64,8 @@ def test_error_bursts_are_retried_honouring_retry_after(fresh_proxy, bucket_serv
 
 
 def test_stall_is_aborted_and_resumed(fresh_proxy, bucket_server, study, tmp_path):
-    fresh_proxy.rules.append(on_path(".tar", Fault("stall", after=1_000_000, seconds=20), times=1, ranged=False))
+    fresh_proxy.rules.append(on_path(largest_tar(bucket_server, study), Fault("stall", after=1_000_000, seconds=20),
+                                     times=1, ranged=False))
     t0 = time.monotonic()
     result, errors = download(fresh_proxy, study, tmp_path)
     assert time.monotonic() - t0 < 15          # the 20 s stall was not sat out
@@ -73,7 +75,8 @@ def test_stall_is_aborted_and_resumed(fresh_proxy, bucket_server, study, tmp_pat
 
 
 def test_flipped_byte_refetches_only_that_instance(fresh_proxy, bucket_server, study, tmp_path):
-    fresh_proxy.rules.append(on_path(".tar", Fault("flip", after=5_000), times=1, ranged=False))
+    fresh_proxy.rules.append(on_path(largest_tar(bucket_server, study), Fault("flip", after=5_000),
+                                     times=1, ranged=False))
     result, errors = download(fresh_proxy, study, tmp_path)
     assert errors == [] and result["failed"] == []
     assert folder_files(tmp_path) == bucket_files(bucket_server, study)

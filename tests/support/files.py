@@ -27,3 +27,10 @@ def bucket_files(server, study) -> dict[str, str]:
 def folder_files(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in root.rglob("*") if p.is_file() and p.name != "log.json"}
+
+
+def largest_tar(server, study) -> str:
+    """The biggest series tar's name: a fault placed at byte N must find N bytes."""
+    items, _ = server.list_objects(study.bucket, study.study_prefix)
+    tars = [o for o in items if o["name"].endswith(".tar")]
+    return max(tars, key=lambda o: int(o["size"]))["name"].rsplit("/", 1)[1]
