@@ -83,7 +83,7 @@ class SeriesMetadata:
         return out
 
 
-def decode_body(raw: bytes, name: str, limit: int = MAX_METADATA_BYTES) -> bytes:
+def decode_body(raw: bytes, name: str, limit: int = MAX_METADATA_BYTES) -> bytes | bytearray:
     """Plain bytes of a metadata body, gunzipping when the server did not.
 
     GCS sends plain JSON or gzip bytes depending on Accept-Encoding, and some
@@ -95,13 +95,19 @@ def decode_body(raw: bytes, name: str, limit: int = MAX_METADATA_BYTES) -> bytes
     if raw[:2] != b"\x1f\x8b":
         return raw
     d = zlib.decompressobj(wbits=31)
+    out = bytearray()
+    data = raw
     try:
-        out = d.decompress(raw, limit + 1)
+        # Inflate in bounded steps into one buffer: the peak stays near the limit
+        # (one call with max_length builds its result twice over).
+        while data and not d.eof:
+            out += d.decompress(data, 4 * 1024 * 1024)
+            data = d.unconsumed_tail
+            if len(out) > limit:
+                raise MetadataError(f"{name} inflates past {limit} bytes (a gzip bomb?): refused")
     except zlib.error as e:
         raise MetadataError(f"{name} is gzip data that does not inflate: {e}") from None
-    if len(out) > limit or d.unconsumed_tail:
-        raise MetadataError(f"{name} inflates past {limit} bytes (a gzip bomb?): refused")
-    return out
+    return out   # json.loads takes a bytearray: no second copy
 
 
 def _int(value: Any, what: str, name: str) -> int:
