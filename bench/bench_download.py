@@ -1,12 +1,14 @@
-"""Benchmark: download a synthetic COD study into OPFS in headless Chromium, with this
-project (Pyodide, the JS API of cod-retrieve.mjs) and with a plain-JavaScript baseline
-(no Python), against fake-gcs-server on loopback, at two (or more) study sizes.
+"""Benchmark: download a synthetic COD study in headless Chromium, with this project
+(Pyodide, the JS API of cod-retrieve.mjs) into an OPFS folder and as a zip, and with a
+plain-JavaScript baseline (no Python) into an OPFS folder, against fake-gcs-server on
+loopback, at two (or more) study sizes.
 
-Prints DICOM MB/s for both, their ratio, and the peak memory (PSS summed over all browser
-processes) during each download.
+Prints DICOM MB/s for each variant, its ratio to the baseline, and the peak memory (PSS
+summed over all browser processes) during each download.
 
     .venv/bin/python bench/bench_download.py                      # 2x300 and 2x600
     .venv/bin/python bench/bench_download.py --series 4 --sizes 1000 --repeat 1
+    .venv/bin/python bench/bench_download.py --variants baseline,zip
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +48,13 @@ WHAT = {
                "initDirectory(folder handle), download([study]) (listing + metadata.json) and "
                "job.start() (streamed tars, CRC32C-verified instances written to OPFS); "
                "Pyodide load time excluded",
+    "zip": "cod-retrieve via its JS API in zip mode: download([study], true) and job.start(), "
+           "which streams the tars into one <study>.zip in the OPFS spool, closes it and hands it "
+           "to the browser as a download (<a download> on the disk-backed OPFS File); timed to the "
+           "end of job.start(). The browser then copies the file into its downloads folder by "
+           "itself: not in 'seconds', but memory is sampled until it has finished (see 'file s')",
 }
+VARIANTS = tuple(WHAT)
 
 
 # --------------------------------------------------------------------------- memory (/proc)
@@ -188,20 +197,22 @@ def one_run(pw, variant: str, site: str, bucket_url: str, fx, n_files: int, args
     profile = tempfile.mkdtemp(prefix="cod-bench-profile-")
     # A persistent (on-disk) profile: Playwright's new_context() is off-the-record, where
     # Chromium keeps OPFS in memory, which would make memory grow with the study.
+    downloads = tempfile.mkdtemp(prefix="cod-bench-downloads-")
     ctx = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
-                                                args=CHROMIUM_ARGS)
+                                                args=CHROMIUM_ARGS, accept_downloads=True,
+                                                downloads_path=downloads)
     try:
         page = ctx.pages[0] if ctx.pages else ctx.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(f"{site}/bench/{variant}.html")
+        page.goto(f"{site}/bench/{'project' if variant == 'zip' else variant}.html")
         page.wait_for_function("window.benchReady === true", timeout=60_000)
         cfg = dict(apiBase=bucket_url, bucket=fx.bucket, datastore=fx.datastore, study=fx.study_uid,
                    series=list(fx.series), token="t", concurrency=args.concurrency,
                    writesInFlight=args.writes, folder=FOLDER)
         extra: dict = {}
-        if variant == "project":
+        if variant in ("project", "zip"):
             extra.update(page.evaluate("cfg => prepareProject(cfg)", cfg))
         page.evaluate("name => freshFolder(name)", FOLDER)
         time.sleep(args.settle)
@@ -210,9 +221,20 @@ def one_run(pw, variant: str, site: str, bucket_url: str, fx, n_files: int, args
         cpu0 = cpu_by_kind(ancestor)
         sampler = Sampler(ancestor, args.interval)
         sampler.start()
+        download = None
         try:
-            fn = "cfg => runBaseline(cfg)" if variant == "baseline" else "cfg => runProject(cfg)"
-            out = page.evaluate(fn, cfg)
+            if variant == "zip":
+                # The zip is handed over inside job.start(); the browser writes it to its
+                # downloads folder afterwards. path() waits until it has: memory and CPU
+                # are sampled up to then, the time to then is reported apart ('file s').
+                with page.expect_download(timeout=600_000) as info:
+                    out = page.evaluate("cfg => runZip(cfg)", cfg)
+                download = info.value
+                zip_path = download.path()
+                out["fileSeconds"] = time.time() - out["startEpochMs"] / 1000
+            else:
+                fn = "cfg => runBaseline(cfg)" if variant == "baseline" else "cfg => runProject(cfg)"
+                out = page.evaluate(fn, cfg)
         finally:
             sampler.stop()
         cpu1 = cpu_by_kind(ancestor)
@@ -221,13 +243,18 @@ def one_run(pw, variant: str, site: str, bucket_url: str, fx, n_files: int, args
             cpu[kind] = cpu.get(kind, 0.0) + c1 - cpu0.get(pid, (kind, 0.0))[1]
         extra.update(out)
         extra["cpu"] = cpu
-        got = page.evaluate("name => countFiles(name)", FOLDER)
+        if variant == "zip":
+            got = check_zip(download, zip_path, fx, n_files, out, errors)
+            extra["zipBytes"] = got["zipBytes"]
+            extra["spool"] = page.evaluate("() => spoolFiles()")
+        else:
+            got = page.evaluate("name => countFiles(name)", FOLDER)
         if got["dcmFiles"] != n_files or got["dcmBytes"] != fx.total_dicom_bytes:
             raise SystemExit(f"{variant}: OPFS has {got['dcmFiles']} .dcm files / {got['dcmBytes']} bytes, expected "
                              f"{n_files} / {fx.total_dicom_bytes}; result {out}; errors {errors[-5:]}")
         extra["otherFiles"] = got["other"]
-        if variant == "project" and (out.get("failed") or out.get("succeeded") != len(fx.series)):
-            raise SystemExit(f"project reported {out}")
+        if variant != "baseline" and (out.get("failed") or out.get("succeeded") != len(fx.series)):
+            raise SystemExit(f"{variant} reported {out}")
         page.evaluate("() => clearOpfs()")
         peak_pss = max(p for _, p, _ in sampler.samples)
         q = sampler.samples
@@ -239,6 +266,29 @@ def one_run(pw, variant: str, site: str, bucket_url: str, fx, n_files: int, args
     finally:
         ctx.close()
         shutil.rmtree(profile, ignore_errors=True)
+        shutil.rmtree(downloads, ignore_errors=True)
+
+
+def check_zip(download, path, fx, n_files: int, out: dict, errors: list[str]) -> dict:
+    """The downloaded zip: its name, opens with zipfile, every CRC-32 right (testzip), number
+    and total size of its .dcm entries, nothing else in it (no MISSING.txt)."""
+    want = f"{fx.study_uid}.zip"
+    if download.failure() is not None or download.suggested_filename != want:
+        raise SystemExit(f"zip: download {download.suggested_filename!r} failed: {download.failure()}; "
+                         f"result {out}; errors {errors[-5:]}")
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        bad = zf.testzip()
+    dcm = [i for i in infos if i.filename.endswith(".dcm")]
+    got = {"dcmFiles": len(dcm), "dcmBytes": sum(i.file_size for i in dcm),
+           "other": [i.filename for i in infos if not i.filename.endswith(".dcm")],
+           "zipBytes": os.path.getsize(path)}
+    if bad is not None:
+        raise SystemExit(f"zip: testzip() found a bad entry {bad!r}")
+    if got["dcmFiles"] != n_files or got["dcmBytes"] != fx.total_dicom_bytes or got["other"]:
+        raise SystemExit(f"zip: {got['dcmFiles']} .dcm entries / {got['dcmBytes']} bytes (others "
+                         f"{got['other'][:5]}), expected {n_files} / {fx.total_dicom_bytes}; result {out}")
+    return got
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,8 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.2, help="memory sampling period (s)")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds to wait before the idle sample")
     ap.add_argument("--cpu", action="store_true", help="print browser CPU seconds by process type")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help=f"comma-separated, run in this order per repeat (default {','.join(VARIANTS)})")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not args.variants or set(args.variants) - set(VARIANTS):
+        ap.error(f"--variants: choose from {', '.join(VARIANTS)}")
 
     from playwright.sync_api import sync_playwright
 
@@ -269,14 +324,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"# study {label}: {n_files} instances, {fx.total_dicom_bytes / MB:.1f} MB DICOM "
                       f"(ready in {time.monotonic() - t0:.1f} s)", flush=True)
                 for r in range(args.repeat):
-                    for variant in ("baseline", "project"):
+                    for variant in args.variants:
                         res = one_run(pw, variant, site, bucket.url, fx, n_files, args)
                         res.size = label
                         results.append(res)
                         print(f"#   {label} {variant:8s} run {r + 1}: {res.seconds:6.2f} s "
                               f"{res.mbps:6.1f} MB/s  peak PSS {res.peak_pss / MB:6.0f} MB "
                               f"(idle {res.idle_pss / MB:.0f})"
-                              + (f"  plan {res.extra['planSeconds']:.2f} s" if variant == "project" else ""),
+                              + (f"  plan {res.extra['planSeconds']:.2f} s" if variant != "baseline" else "")
+                              + (f"  tail {res.extra['tailSeconds']:.2f} s  file complete at "
+                                 f"{res.extra['fileSeconds']:.2f} s  zip {res.extra['zipBytes'] / MB:.1f} MB"
+                                 if variant == "zip" else ""),
                               flush=True)
                         print("#     peak PSS in each quarter of the download (MB): " + " ".join(
                             f"{x / MB:.0f}" for x in res.extra["quarters"]), flush=True)
@@ -299,38 +357,66 @@ def report(results: list[Result], sizes: list[int], args) -> None:
     print()
     print(f"machine: nproc={os.cpu_count()}, {os.uname().sysname} {os.uname().machine}; "
           f"browser: {CHROMIUM} headless, persistent profile (on-disk OPFS), fresh browser per run")
-    for k, v in WHAT.items():
-        print(f"  {k}: {v}")
+    for k in args.variants:
+        print(f"  {k}: {WHAT[k]}")
     print("  memory: PSS from /proc/<pid>/smaps_rollup summed over every Chromium process Playwright "
-          f"launched, sampled every {args.interval * 1000:.0f} ms during the download; idle = median "
-          "just before it (project: after Pyodide has loaded)")
+          f"launched, sampled every {args.interval * 1000:.0f} ms during the download (zip: until the "
+          "browser has finished writing the downloaded file); idle = median just before it "
+          "(project, zip: after Pyodide has loaded)")
     print("  checked after every run: number and total size of the .dcm files in the OPFS folder "
-          "(not their contents); the project also writes log.json")
+          "(not their contents; the project also writes log.json); zip: the downloaded file opens "
+          "with Python's zipfile, testzip() finds no bad CRC, and its .dcm entries (nothing else) "
+          "have that number and total size")
     print()
     head = (f"{'size':>8} {'variant':>9} {'runs':>4} {'seconds':>8} {'DICOM MB/s':>10} {'ratio':>6} "
             f"{'idle MB':>8} {'peak MB':>8} {'peak-idle':>9} {'peak RSS':>8}")
     print(head)
     print("-" * len(head))
+    zips = []
     for n in sizes:
         label = f"{args.series}x{n}"
         rows = {}
-        for variant in ("baseline", "project"):
+        for variant in VARIANTS:
             rs = [r for r in results if r.size == label and r.variant == variant]
             if not rs:
                 continue
             secs = statistics.median(r.seconds for r in rs)
             rows[variant] = (rs, secs, rs[0].dicom_bytes / MB / secs)
         for variant, (rs, secs, mbps) in rows.items():
-            ratio = (f"{mbps / rows['baseline'][2]:.2f}" if variant == "project" and "baseline" in rows else "")
+            ratio = (f"{mbps / rows['baseline'][2]:.2f}" if variant != "baseline" and "baseline" in rows else "")
             idle = statistics.median(r.idle_pss for r in rs) / MB
             peak = max(r.peak_pss for r in rs) / MB
             growth = max(r.peak_pss - r.idle_pss for r in rs) / MB
             prss = max(r.peak_rss for r in rs) / MB
             print(f"{label:>8} {variant:>9} {len(rs):>4} {secs:>8.2f} {mbps:>10.1f} {ratio:>6} "
                   f"{idle:>8.0f} {peak:>8.0f} {growth:>9.0f} {prss:>8.0f}")
+            if variant == "zip":
+                base = rows["baseline"][2] if "baseline" in rows else None
+                zips.append((label, rs, base))
     print()
-    print("seconds = median over runs; ratio = project MB/s / baseline MB/s; memory in MB (1e6 bytes), "
+    print("seconds = median over runs; ratio = MB/s / baseline MB/s; memory in MB (1e6 bytes), "
           "peak = max over runs; peak RSS double-counts shared pages. No CRC checks in the baseline.")
+    if not zips:
+        return
+    print()
+    print("zip mode, where the time goes (medians over runs, seconds from download()):")
+    head = (f"{'size':>8} {'zip MB':>8} {'plan':>6} {'tail':>6} {'seconds':>8} {'file s':>7} "
+            f"{'MB/s to file':>12} {'ratio':>6}")
+    print(head)
+    print("-" * len(head))
+    for label, rs, base in zips:
+        med = lambda key: statistics.median(r.extra[key] for r in rs)  # noqa: E731
+        file_s = med("fileSeconds")
+        mbps = rs[0].dicom_bytes / MB / file_s
+        ratio = f"{mbps / base:.2f}" if base else ""
+        print(f"{label:>8} {rs[0].extra['zipBytes'] / MB:>8.1f} {med('planSeconds'):>6.2f} "
+              f"{med('tailSeconds'):>6.2f} {statistics.median(r.seconds for r in rs):>8.2f} "
+              f"{file_s:>7.2f} {mbps:>12.1f} {ratio:>6}")
+    print()
+    print("plan = download() (listing, metadata); tail = from the last byte counted by onProgress to "
+          "the end of job.start() (closing the zip, handing it over); seconds = to the end of "
+          "job.start() (the table above); file s = until the browser has finished writing the "
+          "download to its downloads folder (seen from Playwright's download.path()).")
 
 
 if __name__ == "__main__":
