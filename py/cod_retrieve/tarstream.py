@@ -135,10 +135,12 @@ class TarReader:
             self._state = _END
             events.append(ArchiveEnd(self.offset - BLOCK))
             return
-        try:
-            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-        except tarfile.HeaderError as e:
-            raise TarError(f"tar header at byte {self.offset - BLOCK} is corrupt: {e}") from None
+        info = _plain_header(block)
+        if info is None:   # anything unusual: tarfile decides (and names what is wrong)
+            try:
+                info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+            except tarfile.HeaderError as e:
+                raise TarError(f"tar header at byte {self.offset - BLOCK} is corrupt: {e}") from None
         t = info.type
         if t in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                  tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
@@ -199,6 +201,46 @@ class TarReader:
                 self._pax.update(records)
         self._state = _HEADER
         self._need = BLOCK
+
+
+class _Header:
+    __slots__ = ("name", "size", "type", "linkname")
+
+    def __init__(self, name: str, size: int, type_: bytes, linkname: str) -> None:
+        self.name, self.size, self.type, self.linkname = name, size, type_, linkname
+
+
+def _plain_header(block: bytes) -> _Header | None:
+    """The common case of a header, decoded the way tarfile decodes it.
+
+    `TarInfo.frombuf` decodes every field (owner, times, devices...) and costs
+    about 0.3 ms in the browser; COD tars carry three headers per instance.
+    Base-256 numbers, sparse files and checksum trouble return None, and
+    tarfile handles them.
+    """
+    size_field = block[124:136]
+    if size_field[0] & 0x80:
+        return None
+    try:
+        chksum = int(block[148:156].split(b"\0", 1)[0].strip() or b"0", 8)
+        size = int(size_field.split(b"\0", 1)[0].strip() or b"0", 8)
+    except ValueError:
+        return None
+    if chksum != sum(block) - sum(block[148:156]) + 256:
+        return None
+    type_ = block[156:157]
+    if type_ == tarfile.GNUTYPE_SPARSE:
+        return None
+    name = block[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    linkname = block[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    if type_ == tarfile.AREGTYPE and name.endswith("/"):
+        type_ = tarfile.DIRTYPE
+    if type_ == tarfile.DIRTYPE:
+        name = name.rstrip("/")
+    prefix = block[345:500].split(b"\0", 1)[0]
+    if prefix and type_ not in tarfile.GNU_TYPES:
+        name = prefix.decode("utf-8", "surrogateescape") + "/" + name
+    return _Header(name, size, type_, linkname)
 
 
 def _padded(size: int) -> int:
