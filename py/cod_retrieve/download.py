@@ -52,6 +52,7 @@ class CodDownload:
     def init_bucket(self, details: str | Mapping[str, Any] | Bucket) -> Bucket:
         self.bucket = details if isinstance(details, Bucket) else parse_bucket(details, self.api_base)
         self.last_plan = None
+        self.client = None            # a token refreshed for another bucket does not carry over
         return self.bucket
 
     def _client(self) -> Client:
@@ -65,17 +66,17 @@ class CodDownload:
 
     async def plan(self, study_uids: list[str], zip_output: bool = False) -> Plan:
         client = self._client()
-        mark = None
-        if not zip_output and self.folder is not None:
-            journal = Journal(self.folder)
+        folder, journal = self.folder, None
+        if not zip_output and folder is not None:
+            journal = Journal(folder)
             await journal.load()
 
-            async def mark(sp):
-                await mark_saved_in_folder(self.folder, journal, sp)
-            self._journal = journal
-        self.last_plan = await make_plan(client, self.bucket, list(study_uids), mark)
-        if mark is not None:
-            await self._journal.flush()
+        async def mark(sp) -> None:
+            await mark_saved_in_folder(folder, journal, sp)
+        self.last_plan = await make_plan(client, self.bucket, list(study_uids),
+                                         mark if journal is not None else None)
+        if journal is not None:
+            await journal.flush()     # files verified by CRC during planning are logged now
         return self.last_plan
 
     async def get_stats(self, study_uids: list[str]) -> dict[str, Any]:

@@ -26,3 +26,14 @@ class Folder(Protocol):
     async def write_atomic(self, parts: Parts, data: bytes | bytearray) -> None: ...
     async def remove(self, parts: Parts) -> None: ...
     async def list(self, parts: Parts) -> list[str]: ...
+
+
+async def write_whole(folder: Folder, parts: Parts, data: bytes | bytearray) -> None:
+    """Write a file through `create`: committed whole, or aborted and absent."""
+    writer = await folder.create(parts)
+    try:
+        await writer.write(data)
+    except BaseException:
+        await writer.abort()
+        raise
+    await writer.commit()

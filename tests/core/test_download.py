@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import crc32c
-import pytest
 
 from cod_retrieve import CodDownload
 

@@ -14,8 +14,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "py"))
 
 import build  # noqa: E402
-from support.browser import (CHROMIUM, CHROMIUM_ARGS, PICKER, READ_BACK,  # noqa: E402,F401
-                             expected_files, read_folder)
+from support.browser import CHROMIUM, CHROMIUM_ARGS, PICKER  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -122,3 +122,16 @@ def test_module_zip_then_next_run_cleans_spool(page, site_url, bucket_server, de
     assert d.suggested_filename == f"{fx.study_uid}.zip"
     check_zip(path, fx, expected_files(bucket_server.url, fx))
     assert len(page.evaluate(SPOOL_LIST)) == 1
+
+
+def check_study_zips(folder, studies, server) -> int:
+    """Every study's zip in `folder` holds exactly the bucket's instances; returns zip bytes."""
+    want = {}
+    for s in studies:
+        want.update(expected_files(server.url, s))
+    total = 0
+    for s in studies:
+        path = folder / f"{s.study_uid}.zip"
+        total += path.stat().st_size
+        check_zip(path, s, want)
+    return total

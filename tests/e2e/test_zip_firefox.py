@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from support.browser import ROOT, expected_files
-from test_zip import check_zip, page_url
+from support.browser import ROOT
+from test_zip import check_study_zips, page_url
 
 FIREFOX = "/usr/bin/firefox-esr"
 
@@ -72,12 +72,5 @@ def test_firefox_zip_two_studies(site_url, bucket_server, demo_studies, tmp_path
     assert out["state"] == "done", out
     assert out["pickerNote"], "Firefox has no folder picker: the page says zip is used"
     assert sorted(out["files"]) == sorted(f"{s.study_uid}.zip" for s in demo_studies), out
-    want = {}
-    for s in demo_studies:
-        want.update(expected_files(bucket_server.url, s))
-    total = 0
-    for s in demo_studies:
-        path = dl / f"{s.study_uid}.zip"
-        total += path.stat().st_size
-        check_zip(path, s, want)
+    total = check_study_zips(dl, demo_studies, bucket_server)
     print(f"\nzip mode, Firefox page: {total / 1e6:.1f} MB of zips in {out['seconds']:.2f} s")

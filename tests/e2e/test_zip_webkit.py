@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from support.browser import ROOT, expected_files
-from test_zip import check_zip, page_url
+from support.browser import ROOT
+from test_zip import check_study_zips, page_url
 
 DRIVER = "/usr/bin/WebKitWebDriver"
 
@@ -88,12 +88,5 @@ def test_webkit_zip_in_memory(site_url, bucket_server, demo_studies, tmp_path):
     assert res["state"] == "done", res
     assert res["pickerNote"] and not res["storage"]
     assert sorted(res["names"]) == sorted(f"{s.study_uid}.zip" for s in demo_studies), res
-    want = {}
-    for s in demo_studies:
-        want.update(expected_files(bucket_server.url, s))
-    total = 0
-    for s in demo_studies:
-        path = out / f"{s.study_uid}.zip"
-        total += path.stat().st_size
-        check_zip(path, s, want)
+    total = check_study_zips(out, demo_studies, bucket_server)
     print(f"\nzip mode, WebKitGTK page (memory spool): {total / 1e6:.1f} MB of zips in {res['seconds']:.2f} s")

@@ -10,6 +10,7 @@ import js  # type: ignore[import-not-found]
 from pyodide.ffi import JsException, to_js  # type: ignore[import-not-found]
 
 from ..errors import NetworkError
+from ..folder import write_whole
 
 try:
     import cod_shim  # type: ignore[import-not-found]  # registered by cod-retrieve.mjs
@@ -188,13 +189,7 @@ class BrowserFolder:
             d = await self._dir(key[:-1], True)
             await cod_shim.writeFile(d, _check(key[-1]), to_u8(data))
             return
-        w = await self.create(parts)
-        try:
-            await w.write(data)
-        except BaseException:
-            await w.abort()
-            raise
-        await w.commit()
+        await write_whole(self, parts, data)
 
     async def remove(self, parts) -> None:
         try:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ..crc32c import PureCrc32c
 from ..errors import NetworkError
+from ..folder import write_whole
 
 CHUNK = 256 * 1024
 
@@ -164,13 +165,7 @@ class LocalFolder:
         return _LocalWriter(p)
 
     async def write_atomic(self, parts, data) -> None:
-        w = await self.create(parts)
-        try:
-            await w.write(data)
-        except BaseException:
-            await w.abort()
-            raise
-        await w.commit()
+        await write_whole(self, parts, data)
 
     async def remove(self, parts) -> None:
         self._path(parts).unlink(missing_ok=True)
