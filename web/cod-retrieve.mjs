@@ -226,6 +226,11 @@ export class CodDownload {
   }
 }
 
+// options.zipSpool forces where zip mode builds its zips: "opfs" (a disk
+// spool, then a disk-backed File to Downloads), "service-worker" (streamed
+// straight into the download through cod-sw.js, next to this module, with
+// backpressure), or "memory" (at most 1 GB per job). Unset: the first of these
+// the browser allows.
 export async function createCodDownload(options = {}) {
   const pyodide = await loadRuntime();
   const browser = pyodide.pyimport("cod_retrieve.browser");

@@ -3,6 +3,7 @@
 let hasher = null;
 
 export async function init(baseUrl) {
+  swBase = baseUrl;
   if (!globalThis.hashwasm) await import(new URL("vendor/hash-wasm-crc32.js", baseUrl).href);
   hasher = await globalThis.hashwasm.createCRC32(0x82f63b78); // CRC32C (Castagnoli)
 }
@@ -78,4 +79,156 @@ export async function writeFile(dirHandle, name, bytes) {
     throw e;
   }
   await writable.close();
+}
+
+// ---- Streamed zip downloads through the service worker (cod-sw.js), for
+// engines without a usable OPFS. Transport only: Python decides when to use
+// it and what to write. A download's writer sends one chunk per pull of the
+// service worker's stream, so `write` resolves only when the browser wants
+// more: memory stays at a chunk or two whatever the zip's size.
+let swBase = null;
+let swRegistration = null;
+let swPing = null;
+const swOpen = new Set();
+
+export function serviceWorkerUsable() {
+  return typeof navigator !== "undefined" && !!navigator.serviceWorker && globalThis.isSecureContext === true &&
+    typeof document !== "undefined";
+}
+
+function activated(worker, timeoutMs) {
+  if (worker.state === "activated") return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("the service worker did not activate")), timeoutMs);
+    worker.addEventListener("statechange", () => {
+      if (worker.state === "activated") { clearTimeout(timer); resolve(); }
+      if (worker.state === "redundant") { clearTimeout(timer); reject(new Error("the service worker was replaced")); }
+    });
+  });
+}
+
+// Registers cod-sw.js next to this module (its scope covers the download URLs).
+export async function serviceWorker(timeoutMs = 15_000) {
+  if (!serviceWorkerUsable()) throw new Error("no service workers here (or not a secure context)");
+  swRegistration ??= (async () => {
+    const reg = await navigator.serviceWorker.register(new URL("cod-sw.js", swBase ?? import.meta.url).href);
+    const worker = reg.installing ?? reg.waiting ?? reg.active;
+    await activated(worker, timeoutMs);
+    return reg;
+  })();
+  try {
+    return await swRegistration;
+  } catch (e) {
+    swRegistration = null;
+    throw e;
+  }
+}
+
+class StreamDownload {
+  constructor(port, url) {
+    this.port = port;
+    this.url = url;
+    this.pulls = 0;       // chunks the browser asked for
+    this.sent = 0;        // chunks answered
+    this.waits = 0;       // writes that had to wait for a pull (backpressure at work)
+    this.cancelled = false;
+    this._credit = 0;     // 0 or 1: a ReadableStream pulls again only once answered
+    this._wake = null;
+    this._aborted = null;
+    this._frame = null;
+    port.onmessage = (ev) => {
+      const type = ev.data?.type;
+      if (type === "pull") {
+        this.pulls += 1;
+        if (this._aborted !== null) { this._answer({ type: "error", message: this._aborted }); return; }
+        this._credit += 1;
+      } else if (type === "cancel") {
+        this.cancelled = true;
+      }
+      const wake = this._wake;
+      this._wake = null;
+      wake?.();
+    };
+  }
+
+  _answer(message, transfer = []) {
+    this._credit = 0;
+    this.port.postMessage(message, transfer);
+  }
+
+  async _pulled(timeoutMs) {
+    if (this._credit === 0) this.waits += 1;
+    while (this._credit === 0) {
+      if (this.cancelled) throw new Error("the download was cancelled in the browser");
+      if (this._aborted !== null) throw new Error("the download was aborted");
+      await new Promise((resolve, reject) => {
+        this._wake = resolve;
+        if (timeoutMs) {
+          setTimeout(() => reject(new Error("the browser did not start the streamed download")), timeoutMs);
+        }
+      });
+    }
+    if (this.cancelled) throw new Error("the download was cancelled in the browser");
+  }
+
+  start() {
+    // A navigation (not a fetch) so that the service worker answers it even
+    // when it does not control this page; the attachment becomes a download.
+    const frame = document.createElement("iframe");
+    frame.hidden = true;
+    frame.src = this.url;
+    document.body.append(frame);
+    this._frame = frame;
+  }
+
+  // Resolves once the service worker has pulled and the chunk is handed over.
+  // The first chunk waits at most firstTimeoutMs for the download to start.
+  async write(u8, firstTimeoutMs = 30_000) {
+    await this._pulled(this.sent === 0 ? firstTimeoutMs : 0);
+    this._answer({ type: "chunk", chunk: u8.buffer }, [u8.buffer]);
+    this.sent += 1;
+  }
+
+  async close() {
+    await this._pulled(this.sent === 0 ? 30_000 : 0);
+    this._answer({ type: "done" });
+    this._end();
+  }
+
+  // The browser marks the download failed (never a truncated file that looks whole).
+  abort(message = "aborted") {
+    if (this._aborted !== null) return;
+    this._aborted = String(message);
+    if (this._credit > 0) this._answer({ type: "error", message: this._aborted });
+    const wake = this._wake;
+    this._wake = null;
+    wake?.();
+    this._end();
+  }
+
+  _end() {
+    swOpen.delete(this);
+    if (!swOpen.size && swPing) { clearInterval(swPing); swPing = null; }
+    const frame = this._frame;
+    if (frame) setTimeout(() => frame.remove(), 60_000);
+  }
+}
+
+// A new streamed download named `name`; not started (see StreamDownload.start).
+export async function openStream(name) {
+  const reg = await serviceWorker();
+  const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
+  const channel = new MessageChannel();
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("the service worker did not answer")), 15_000);
+    channel.port1.onmessage = (ev) => { if (ev.data?.type === "ready") { clearTimeout(timer); resolve(); } };
+  });
+  reg.active.postMessage({ type: "cod-download", id, name, port: channel.port2 }, [channel.port2]);
+  await ready;
+  const url = new URL(`__cod-download__/${encodeURIComponent(id)}/${encodeURIComponent(name)}`, reg.scope).href;
+  const download = new StreamDownload(channel.port1, url);
+  swOpen.add(download);
+  // Message events keep the worker alive while a download streams.
+  swPing ??= setInterval(() => reg.active?.postMessage({ type: "cod-ping" }), 10_000);
+  return download;
 }

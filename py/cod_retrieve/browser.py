@@ -61,6 +61,8 @@ class BrowserCodDownload:
                               int(options.get("concurrency") or 3),
                               token_provider=(lambda: get_token()) if get_token else None,
                               retry=retry, **job_options)
+        # Where zips are built: "opfs" | "service-worker" | "memory"; unset: the best available.
+        self.cd.zip_spool = options.get("zipSpool") or None
 
     async def set_directory(self, handle) -> None:
         await self.cd.init_directory(BrowserFolder(handle))

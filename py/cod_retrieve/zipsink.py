@@ -17,6 +17,15 @@ stream in, into a disk-backed spool, then handed to the user's Downloads.
   are removed when the next `ZipSink` is created; a delivered file is kept a
   while first, because the browser reads it asynchronously.
 
+Engines without a usable OPFS (WebKitGTK under automation): the zip streams
+straight into the browser's download through the service worker `cod-sw.js`
+(`_compat.service_worker_downloads`; each write waits until the browser pulls,
+so memory stays at a chunk or two), and where that is impossible either, it is
+built in memory (`MemoryFolder`, at most `MEMORY_LIMIT`). `cod.zip_spool`
+("opfs" | "service-worker" | "memory"; the JS option `zipSpool`) forces one.
+A streamed zip starts downloading with its study's first entry, so zips of
+studies whose series interleave download at the same time.
+
 Memory stays flat: entry data passes straight to the spool (small writes are
 batched up to a few MiB); only the zip's central-directory records stay.
 """
@@ -129,6 +138,33 @@ async def _disk_spool() -> Folder | None:
         return None
 
 
+ZIP_SPOOLS = ("opfs", "service-worker", "memory")
+
+
+async def _choose_spool(force: str | None = None):
+    """Where zips are built, best first: the origin-private folder (a disk
+    spool, then a disk-backed `File` to Downloads); else, in the browser, a
+    download streamed through the service worker with backpressure; else
+    memory (`MEMORY_LIMIT`). `force` (`CodDownload.zip_spool`, the JS option
+    `zipSpool`) picks one and fails clearly where it is not available."""
+    if force not in (None, "", "auto") and force not in ZIP_SPOOLS:
+        raise CodError(f"zip_spool must be one of {', '.join(ZIP_SPOOLS)} (or unset), not {force!r}")
+    if force in (None, "", "auto", "opfs"):
+        folder = await _disk_spool()
+        if folder is not None or force == "opfs":
+            if folder is None:
+                raise CodError("zip_spool 'opfs': this browser offers no usable origin-private file system")
+            return folder
+    if force in (None, "", "auto", "service-worker"):
+        folder = await _compat.service_worker_downloads()
+        if folder is not None or force == "service-worker":
+            if folder is None:
+                raise CodError("zip_spool 'service-worker': this page cannot use a service worker "
+                               "(none in this browser, not a secure context, or the module on another origin)")
+            return folder
+    return MemoryFolder()
+
+
 def _planned_bytes(cod: Any) -> int:
     plan = getattr(cod, "last_plan", None)
     if plan is None:
@@ -207,9 +243,7 @@ class ZipSink:
         """The sink for a CodDownload: spool in `cod.spool_folder` (default the
         origin-private folder), zips to `cod.downloads_dir` (CPython; default a
         temp directory). Removes stale spool files of earlier jobs."""
-        folder = getattr(cod, "spool_folder", None) or await _disk_spool()
-        if folder is None:
-            folder = MemoryFolder()
+        folder = getattr(cod, "spool_folder", None) or await _choose_spool(getattr(cod, "zip_spool", None))
         if isinstance(folder, MemoryFolder):
             need = _planned_bytes(cod)
             if need > MEMORY_LIMIT:
@@ -318,7 +352,10 @@ class ZipSink:
         if st.finished:
             raise CodError(f"the zip of study {st.uid} is already closed")
         if st.stream is None:
-            st.writer = await self.folder.create(self.spool_parts(st.uid))
+            if getattr(self.folder, "streams_directly", False):   # the download starts now
+                st.writer = await self.folder.create_download(f"{st.uid}.zip")
+            else:
+                st.writer = await self.folder.create(self.spool_parts(st.uid))
             st.stream = ZipStream()
 
     async def _emit(self, st: _Study, pieces: list) -> None:
@@ -427,4 +464,4 @@ class ZipSink:
         await self._remove(self.spool_parts(st.uid))
 
 
-__all__ = ["ZipSink", "MemoryFolder", "MEMORY_LIMIT", "SPOOL_DIR", "MISSING_NAME"]
+__all__ = ["ZipSink", "MemoryFolder", "MEMORY_LIMIT", "ZIP_SPOOLS", "SPOOL_DIR", "MISSING_NAME"]

@@ -17,6 +17,7 @@ if IN_PYODIDE:
         new_crc32c,
         open_url,
         private_folder,
+        service_worker_downloads,
     )
 else:
     from ._not_in_pyodide import (  # noqa: F401
@@ -27,4 +28,9 @@ else:
         private_folder,
     )
 
-__all__ = ["IN_PYODIDE", "NativeFolder", "deliver_file", "new_crc32c", "open_url", "private_folder"]
+    async def service_worker_downloads():
+        """Streamed browser downloads exist only in the browser."""
+        return None
+
+__all__ = ["IN_PYODIDE", "NativeFolder", "deliver_file", "new_crc32c", "open_url", "private_folder",
+           "service_worker_downloads"]

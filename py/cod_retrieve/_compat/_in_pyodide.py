@@ -226,6 +226,8 @@ async def deliver_file(folder, parts: Sequence[str], download_name: str, downloa
     the caller keeps the file for a while after this returns. Engines with no
     usable OPFS spool in memory (`zipsink.MemoryFolder`, size-limited): their
     chunks become one Blob, handed over the same way."""
+    if getattr(folder, "streams_directly", False):   # streamed already (service worker)
+        return download_name
     if cod_shim is None or not hasattr(cod_shim, "deliverFile"):
         raise RuntimeError("no page to download from (the cod_shim module is not registered)")
     if hasattr(folder, "pop_chunks"):   # in-memory spool (no OPFS): a Blob, chunk by chunk
@@ -243,3 +245,101 @@ async def deliver_file(folder, parts: Sequence[str], download_name: str, downloa
     file = await fh.getFile()
     cod_shim.deliverFile(file, download_name)
     return download_name
+
+
+# ---- Streamed downloads through the service worker (web/cod-sw.js) --------
+STREAM_CHUNK = 1 << 20     # bytes per message to the service worker
+# Counters for tests and diagnostics: chunks and bytes handed over, and how
+# many writes waited for the browser to ask for more (backpressure at work).
+STREAM_STATS = {"chunks": 0, "bytes": 0, "waits": 0}
+
+
+class StreamWriter:
+    """One zip streamed into the browser's download: each `write` resolves only
+    when the service worker's stream has pulled the previous chunk, so a slow
+    disk slows the writer and memory stays at a chunk or two. `commit` ends the
+    download; `abort` makes the browser mark it failed."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self.url = str(stream.url)
+        self._open = True
+
+    def start(self) -> None:
+        self._stream.start()
+
+    async def write(self, data) -> None:
+        view = memoryview(data).cast("B")
+        for i in range(0, len(view), STREAM_CHUNK):
+            piece = view[i:i + STREAM_CHUNK]
+            waits = int(self._stream.waits)
+            try:
+                await self._stream.write(to_u8(piece))
+            except JsException as e:
+                raise OSError(f"streamed download failed: {getattr(e, 'message', e)}") from None
+            STREAM_STATS["chunks"] += 1
+            STREAM_STATS["bytes"] += len(piece)
+            STREAM_STATS["waits"] += int(self._stream.waits) - waits
+
+    async def commit(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        try:
+            await self._stream.close()
+        except JsException as e:
+            raise OSError(f"streamed download failed: {getattr(e, 'message', e)}") from None
+
+    async def abort(self) -> None:
+        if self._open:
+            self._open = False
+            self._stream.abort("the zip could not be completed")
+
+
+class ServiceWorkerDownloads:
+    """A zip "spool" that is no spool: `create_download` starts the browser's
+    download at once and streams into it. For engines without a usable OPFS;
+    chosen before the in-memory spool. Files are never read back."""
+
+    name = "service-worker"
+    streams_directly = True
+
+    async def create_download(self, download_name: str, start: bool = True) -> StreamWriter:
+        w = StreamWriter(await cod_shim.openStream(download_name))
+        if start:
+            w.start()
+        return w
+
+    async def create(self, parts):
+        return await self.create_download(parts[-1])
+
+    async def size(self, parts):
+        return None
+
+    async def read_bytes(self, parts, limit):
+        return None
+
+    async def iter_bytes(self, parts):
+        return
+        yield b""  # pragma: no cover
+
+    async def write_atomic(self, parts, data) -> None:
+        raise OSError("a streamed download cannot be written at once")
+
+    async def remove(self, parts) -> None:
+        return None
+
+    async def list(self, parts) -> list[str]:
+        return []
+
+
+async def service_worker_downloads() -> ServiceWorkerDownloads | None:
+    """Streamed downloads, if this page can register cod-sw.js (service
+    workers, a secure context, the module on the page's origin)."""
+    if cod_shim is None or not hasattr(cod_shim, "openStream") or not cod_shim.serviceWorkerUsable():
+        return None
+    try:
+        await cod_shim.serviceWorker()
+    except JsException:
+        return None
+    return ServiceWorkerDownloads()
