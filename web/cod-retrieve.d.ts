@@ -38,6 +38,9 @@ export interface CreateCodDownloadOptions {
   writes_in_flight?: number;
   /** Problems outside a job (folder picker unavailable, no user gesture, cross-origin iframe). */
   onError?: ErrorCallbackFn;
+  /** Where zip mode builds each zip. Default: the first that works of an OPFS spool, a
+   *  service-worker stream into the download, memory (at most 1 GB per job). */
+  zipSpool?: "opfs" | "service-worker" | "memory";
 }
 
 // ------------------------------------------------------------------ bucket
