@@ -67,3 +67,19 @@ def test_browser_without_provider_names_the_token_problem(page, site_url, fresh_
     out = run(page, site_url, fresh_proxy, demo_studies[0], "notoken", token="expired-token")
     assert out["result"]["failed"] and out["result"]["succeeded"] == []
     assert any("401" in e and "token" in e for e in out["errors"])
+
+
+def test_browser_aborts_a_stalled_fetch_and_resumes(page, site_url, fresh_proxy, bucket_server, demo_studies):
+    import time
+    study = demo_studies[1]
+    tar = largest_tar(bucket_server, study)
+    fresh_proxy.rules.append(on_path(tar, Fault("stall", after=1_000_000, seconds=60), times=1, ranged=False))
+    t0 = time.monotonic()
+    out = run(page, site_url, fresh_proxy, study, "stall")
+    assert time.monotonic() - t0 < 45                    # the 60 s stall was not sat out
+    assert out["errors"] == [] and out["result"]["failed"] == []
+    got = read_folder(page, "stall")
+    got.pop("log.json")
+    assert got == expected_files(bucket_server.url, study)
+    again = [s for s in fresh_proxy.seen if s.method == "GET" and s.path.endswith(tar) and s.range]
+    assert again and again[0].range.startswith("bytes=1000000-")   # resumed where it stopped
