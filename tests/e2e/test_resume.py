@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from support.browser import expected_files, read_folder
 
-START = """
-async ({ api, bucket, prefix, uids, folder }) => {
+# The same folder, bucket and settings on both sides of the kill.
+OPEN = """
   const { createCodDownload } = await import('/cod-retrieve.mjs');
   const cod = await createCodDownload({ apiBase: api, concurrency: 2 });
   window.__pickedName = folder;
   await cod.initDirectory();
   cod.initBucket({ bucket, bucketPrefix: prefix, token: 't' });
-  const job = await cod.download(uids, false);
+"""
+
+START = """
+async ({ api, bucket, prefix, uids, folder }) => {
+""" + OPEN + """  const job = await cod.download(uids, false);
   window.__done = 0; window.__total = 1;
   job.onProgress(p => { window.__done = p.jobBytesDone; window.__total = p.jobBytesTotal; });
   job.start();            // not awaited: the tab is closed while it runs
@@ -22,12 +26,7 @@ async ({ api, bucket, prefix, uids, folder }) => {
 
 RESUME = """
 async ({ api, bucket, prefix, uids, folder }) => {
-  const { createCodDownload } = await import('/cod-retrieve.mjs');
-  const cod = await createCodDownload({ apiBase: api, concurrency: 2 });
-  window.__pickedName = folder;
-  await cod.initDirectory();
-  cod.initBucket({ bucket, bucketPrefix: prefix, token: 't' });
-  const stats = await cod.getStats(uids);
+""" + OPEN + """  const stats = await cod.getStats(uids);
   const job = await cod.download(uids, false);
   const errors = [];
   job.onError(p => errors.push(p.error.message));

@@ -74,17 +74,7 @@ def test_page_zip_two_studies(page, site_url, bucket_server, demo_studies, tmp_p
     # both downloads started before on_complete (the job state is set after it)
     assert len(downloads) == 2, [d.suggested_filename for d in downloads]
     assert sorted(d.suggested_filename for d in downloads) == sorted(f"{s.study_uid}.zip" for s in demo_studies)
-    want = {}
-    for s in demo_studies:
-        want.update(expected_files(bucket_server.url, s))
-    total = 0
-    for d in downloads:
-        assert d.failure() is None
-        path = tmp_path / d.suggested_filename
-        d.save_as(path)
-        total += path.stat().st_size
-        study = next(s for s in demo_studies if f"{s.study_uid}.zip" == d.suggested_filename)
-        check_zip(path, study, want)
+    total = check_downloads(downloads, demo_studies, bucket_server, tmp_path)
     print(f"\nzip mode, page: {total / 1e6:.1f} MB of zips in {seconds:.2f} s")
 
     # only this job's spool files remain (kept while the browser reads them)
@@ -134,4 +124,20 @@ def check_study_zips(folder, studies, server) -> int:
         path = folder / f"{s.study_uid}.zip"
         total += path.stat().st_size
         check_zip(path, s, want)
+    return total
+
+
+def check_downloads(downloads, studies, server, folder) -> int:
+    """Save each captured download and check it as a study zip; returns zip bytes."""
+    want = {}
+    for s in studies:
+        want.update(expected_files(server.url, s))
+    total = 0
+    for d in downloads:
+        assert d.failure() is None
+        path = folder / d.suggested_filename
+        d.save_as(path)
+        total += path.stat().st_size
+        study = next(s for s in studies if f"{s.study_uid}.zip" == d.suggested_filename)
+        check_zip(path, study, want)
     return total

@@ -10,7 +10,7 @@ more) is checked too."""
 from __future__ import annotations
 
 from support.browser import expected_files
-from test_zip import check_zip
+from test_zip import check_downloads, check_zip
 
 RUN = """async ([api, bucket, prefix, uids, spool]) => {
   const { createCodDownload, loadRuntime } = await import('./cod-retrieve.mjs');
@@ -42,17 +42,7 @@ def test_zip_two_studies_streamed_by_service_worker(page, site_url, bucket_serve
     assert result["stats"]["chunks"] > 0 and result["stats"]["bytes"] > 0, result
     page.wait_for_timeout(500)
     assert sorted(d.suggested_filename for d in downloads) == sorted(f"{s.study_uid}.zip" for s in demo_studies)
-    want = {}
-    for s in demo_studies:
-        want.update(expected_files(bucket_server.url, s))
-    total = 0
-    for d in downloads:
-        assert d.failure() is None
-        path = tmp_path / d.suggested_filename
-        d.save_as(path)
-        total += path.stat().st_size
-        study = next(s for s in demo_studies if f"{s.study_uid}.zip" == d.suggested_filename)
-        check_zip(path, study, want)
+    total = check_downloads(downloads, demo_studies, bucket_server, tmp_path)
     # every byte of both zips went through the stream, and nothing was spooled to OPFS
     assert result["stats"]["bytes"] == total
     assert page.evaluate("""async () => {
