@@ -12,16 +12,6 @@ export function crcReady() {
   return hasher !== null;
 }
 
-// Copy a Python buffer (bytes, bytearray, memoryview) into a fresh Uint8Array.
-export function toU8(pyBuffer) {
-  const view = pyBuffer.getBuffer("u8");
-  try {
-    return view.data.slice();
-  } finally {
-    view.release();
-  }
-}
-
 // One hasher serves every stream: each keeps its own saved state.
 export function crcUpdate(state, pyBuffer) {
   hasher.init();

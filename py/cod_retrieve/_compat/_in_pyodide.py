@@ -234,7 +234,7 @@ async def deliver_file(folder, parts: Sequence[str], download_name: str, downloa
         chunks = folder.pop_chunks(parts)
         parts_js = js.Array.new()
         while chunks:
-            parts_js.push(cod_shim.toU8(chunks.pop(0)))
+            parts_js.push(to_u8(chunks.pop(0)))
         cod_shim.deliverFile(js.Blob.new(parts_js), download_name)
         return download_name
     if not isinstance(folder, BrowserFolder):
