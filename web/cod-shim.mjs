@@ -32,10 +32,120 @@ export function crcDigest(state) {
   return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
 }
 
+// ---- File system calls, all made here and never from Python directly.
+// Chromium rejects a write past the quota with a QuotaExceededError, and a
+// promise that Python started and that rejects with one kills Pyodide
+// ("Object has already been destroyed": the await never resumes). Every
+// call Python awaits is therefore made by a JS function that turns any
+// rejection into a plain Error with the same name and message.
+function plainError(e) {
+  if (e instanceof Error && e.constructor === Error) return e;
+  const err = new Error(String(e?.message ?? e ?? "unknown error"));
+  err.name = typeof e?.name === "string" ? e.name : "Error";
+  return err;
+}
+
+async function guarded(fn) {
+  try {
+    return await fn();
+  } catch (e) {
+    throw plainError(e);
+  }
+}
+
+export const directory = (parent, name, create) => guarded(() => parent.getDirectoryHandle(name, { create }));
+export const fileHandle = (dir, name) => guarded(() => dir.getFileHandle(name));
+export const fileSize = (handle) => guarded(async () => (await handle.getFile()).size);
+export const readFile = (handle) => guarded(async () => new Uint8Array(await (await handle.getFile()).arrayBuffer()));
+export const removeEntry = (dir, name) => guarded(() => dir.removeEntry(name));
+export const fileReader = (handle) => guarded(async () => (await handle.getFile()).stream().getReader());
+export const readChunk = (reader) => guarded(() => reader.read());
+export const diskFile = (handle) => guarded(() => handle.getFile());
+
+async function exists(dir, name) {
+  try {
+    await dir.getFileHandle(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// A file being written: createWritable writes to a swap file, so the name
+// shows nothing new until close() succeeds. A file this writer had to create
+// is removed again when the write fails: nothing under a final name unless
+// it is complete.
+class Writer {
+  constructor(dir, name, handle, writable, created) {
+    Object.assign(this, { dir, name, handle, writable, created });
+  }
+
+  write(bytes) { return guarded(() => this.writable.write(bytes)); }
+
+  close() {
+    return guarded(async () => {
+      try {
+        await this.writable.close();
+      } catch (e) {
+        await this._discard();
+        throw e;
+      }
+    });
+  }
+
+  abort() { return guarded(() => this._discard()); }
+
+  async _discard() {
+    await this.writable.abort().catch(() => {});
+    if (this.created) await this.dir.removeEntry(this.name).catch(() => {});
+  }
+}
+
+export function openWriter(dir, name) {
+  return guarded(async () => {
+    const created = !(await exists(dir, name));
+    const handle = await dir.getFileHandle(name, { create: true });
+    try {
+      return new Writer(dir, name, handle, await handle.createWritable(), created);
+    } catch (e) {
+      if (created) await dir.removeEntry(name).catch(() => {});
+      throw e;
+    }
+  });
+}
+
+// A whole small file in one call: one promise for Python to await instead of
+// four (each await is a trip through the event loop).
+export function writeFile(dir, name, bytes) {
+  return guarded(async () => {
+    const w = await openWriter(dir, name);
+    try {
+      await w.writable.write(bytes);
+    } catch (e) {
+      await w._discard();
+      throw e;
+    }
+    await w.close();
+  });
+}
+
 export async function listNames(dirHandle) {
-  const names = [];
-  for await (const name of dirHandle.keys()) names.push(name);
-  return names;
+  return guarded(async () => {
+    const names = [];
+    for await (const name of dirHandle.keys()) names.push(name);
+    return names;
+  });
+}
+
+// name -> size of every file in a folder, in one call (for checking what is saved).
+export async function listSizes(dirHandle) {
+  return guarded(async () => {
+    const out = new Map();
+    for await (const [name, handle] of dirHandle.entries()) {
+      if (handle.kind === "file") out.set(name, (await handle.getFile()).size);
+    }
+    return out;
+  });
 }
 
 // Zip mode: hand a finished OPFS spool file (a disk-backed File) to the
@@ -54,21 +164,6 @@ export function deliverFile(file, name) {
   a.remove();
   const keepMs = 120_000 + Math.ceil(file.size / 20e6) * 1000;
   setTimeout(() => URL.revokeObjectURL(url), keepMs);
-}
-
-// A whole small file in one call: one promise for Python to await instead of
-// four (each await is a trip through the event loop). createWritable writes to
-// a swap file, so the name shows nothing until close() succeeds.
-export async function writeFile(dirHandle, name, bytes) {
-  const handle = await dirHandle.getFileHandle(name, { create: true });
-  const writable = await handle.createWritable();
-  try {
-    await writable.write(bytes);
-  } catch (e) {
-    await writable.abort().catch(() => {});
-    throw e;
-  }
-  await writable.close();
 }
 
 // ---- Streamed zip downloads through the service worker (cod-sw.js), for
@@ -98,7 +193,11 @@ function activated(worker, timeoutMs) {
 }
 
 // Registers cod-sw.js next to this module (its scope covers the download URLs).
-export async function serviceWorker(timeoutMs = 15_000) {
+export function serviceWorker(timeoutMs = 15_000) {
+  return guarded(() => registerServiceWorker(timeoutMs));
+}
+
+async function registerServiceWorker(timeoutMs) {
   if (!serviceWorkerUsable()) throw new Error("no service workers here (or not a secure context)");
   swRegistration ??= (async () => {
     const reg = await navigator.serviceWorker.register(new URL("cod-sw.js", swBase ?? import.meta.url).href);
@@ -205,8 +304,12 @@ class StreamDownload {
 }
 
 // A new streamed download named `name`; not started (see StreamDownload.start).
-export async function openStream(name) {
-  const reg = await serviceWorker();
+export function openStream(name) {
+  return guarded(() => newStream(name));
+}
+
+async function newStream(name) {
+  const reg = await registerServiceWorker(15_000);
   const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
   const channel = new MessageChannel();
   const ready = new Promise((resolve, reject) => {

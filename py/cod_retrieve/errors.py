@@ -57,3 +57,8 @@ class IntegrityError(CodError):
 
 class Cancelled(CodError):
     """The job was cancelled by its owner."""
+
+
+class StorageFullError(CodError, OSError):
+    """The place files go has no room left: the job stops, what is saved stays
+    saved, and a later run after space is freed completes it."""

@@ -59,31 +59,69 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def retry_kind(status: int) -> str:
+    """What a status means for a request: "ok", "auth" (ask for a token),
+    "retry" (worth another try after a wait) or "fatal"."""
+    if status in (200, 206):
+        return "ok"
+    if status in (401, 403):
+        return "auth"
+    if status in RETRY_STATUSES:
+        return "retry"
+    return "fatal"
+
+
+def token_after_refusal(refused: str | None, current: str | None, offered: str | None = None) -> str | None:
+    """The token to try next after `refused` was refused, or None to give up.
+
+    `current` is the token in force now: when another request has already
+    replaced the refused one, that one is tried (no new provider call). Else
+    `offered` is what the provider gave: usable only when it differs from the
+    refused token."""
+    if current and current != refused:
+        return current
+    if offered and offered != refused:
+        return offered
+    return None
+
+
 class Auth:
-    """The bearer token, and where a fresh one comes from when it is refused."""
+    """The bearer token, and where a fresh one comes from when it is refused.
+
+    Shared by every request of a client: refreshes are serialised, and a
+    request refused with a token that another request has already replaced
+    retries with the replacement instead of asking the provider again."""
 
     def __init__(self, token: str | None = None, provider: TokenProvider | None = None) -> None:
         self.token = token
         self.provider = provider
+        self._lock = asyncio.Lock()
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     async def ensure(self) -> None:
         if self.token is None and self.provider is not None:
-            await self.refresh()
+            async with self._lock:
+                if self.token is None:
+                    self.token = await self._ask()
 
-    async def refresh(self) -> bool:
-        """Ask the provider for a new token; False when none (or the same) came."""
-        if self.provider is None:
-            return False
-        value = self.provider()
+    async def _ask(self) -> str | None:
+        value = self.provider() if self.provider is not None else None
         if inspect.isawaitable(value):
             value = await value
-        if not value or value == self.token:
-            return False
-        self.token = str(value)
-        return True
+        return str(value) if value else None
+
+    async def renew(self, refused: str | None) -> bool:
+        """`refused` was refused: True when a different token is now in force."""
+        async with self._lock:
+            nxt = token_after_refusal(refused, self.token)
+            if nxt is None and self.provider is not None:
+                nxt = token_after_refusal(refused, self.token, await self._ask())
+            if nxt is None:
+                return False
+            self.token = nxt
+            return True
 
 
 @dataclass
@@ -94,6 +132,7 @@ class Traffic:
     retries: int = 0
     body_bytes: int = 0
     statuses: list[int] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)      # seconds slept before each retry
 
 
 class Client:
@@ -115,47 +154,49 @@ class Client:
         if self.cancelled:
             raise Cancelled("the job was cancelled")
 
-    async def open(self, url: str, what: str, start: int = 0, end: int | None = None,
-                   ok: tuple[int, ...] = (200, 206)) -> Response:
+    async def open(self, url: str, what: str, start: int = 0, end: int | None = None) -> Response:
         """Open a request, retrying what is worth retrying; raise a named error otherwise."""
         await self.auth.ensure()
-        failures = 0
-        refreshed = False
+        failures = renewals = 0
         while True:
             await self._wait_gate()
+            sent = self.auth.token
             headers = self.auth.headers()
             if start or end is not None:
                 headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
             self.traffic.requests += 1
             try:
+                # A request whose headers never come is cancelled here, and the
+                # opener aborts its fetch: the connection is freed (a browser
+                # has only six per host).
                 resp = await asyncio.wait_for(self._opener(url, headers), self.policy.stall_timeout)
             except (asyncio.TimeoutError, OSError, NetworkError) as e:
                 failures += 1
                 if failures >= self.policy.attempts:
                     raise NetworkError(f"{what}: no answer after {failures} tries ({_reason(e)})", url=_safe(url)) from None
-                self.traffic.retries += 1
-                await self._sleep(self.policy.delay(failures))
+                await self._wait(self.policy.delay(failures))
                 continue
             status = resp.status
             self.traffic.statuses.append(status)
-            if status in ok:
+            kind = retry_kind(status)
+            if kind == "ok":
                 return resp
             await resp.aclose()
-            if status in (401, 403):
-                if not refreshed and await self.auth.refresh():
-                    refreshed = True
+            if kind == "auth":
+                # Bounded: a token renewed by another request, then at most one of our own.
+                if renewals < 2 and await self.auth.renew(sent):
+                    renewals += 1
                     self.traffic.retries += 1
                     continue
                 hint = ("the token was refused and the token provider gave no new one"
                         if self.auth.provider else
                         "the token is missing, expired or lacks access; give a fresh token or a token provider")
                 raise AuthError(f"{what}: HTTP {status}: {hint}", status=status, url=_safe(url))
-            if status in RETRY_STATUSES:
+            if kind == "retry":
                 failures += 1
                 if failures >= self.policy.attempts:
                     raise HttpError(f"{what}: HTTP {status} after {failures} tries", status=status, url=_safe(url))
-                self.traffic.retries += 1
-                await self._sleep(self.policy.delay(failures, parse_retry_after(resp.headers.get("retry-after"))))
+                await self._wait(self.policy.delay(failures, parse_retry_after(resp.headers.get("retry-after"))))
                 continue
             if status == 404:
                 raise HttpError(f"{what}: not found (HTTP 404)", status=status, url=_safe(url))
@@ -163,6 +204,12 @@ class Client:
                 raise HttpError(f"{what}: the object is shorter than the metadata says (HTTP 416)",
                                 status=status, url=_safe(url))
             raise HttpError(f"{what}: HTTP {status}", status=status, url=_safe(url))
+
+    async def _wait(self, seconds: float) -> None:
+        """A retry's wait, recorded: tests and figures read `traffic.waits`."""
+        self.traffic.retries += 1
+        self.traffic.waits.append(seconds)
+        await self._sleep(seconds)
 
     async def get_bytes(self, url: str, what: str, limit: int) -> bytes:
         """A small whole body (listing page, metadata), bounded by `limit`."""
@@ -184,26 +231,23 @@ class Client:
         failures = reconnects = 0
         while True:
             resp = await self.open(url, what, pos, end)
-            skip = pos if resp.status == 200 else 0
-            length = _content_length(resp)
-            expected = None if length is None else (pos + length if resp.status == 206 else length)
+            window = response_window(resp.status, pos, _content_length(resp))
             if info is not None and "length" not in info:
-                info["length"] = expected if end is None else end - start   # whole object or range size
-            received = 0 if resp.status == 200 else pos
+                info["length"] = window.expected if end is None else end - start   # whole object or range size
+            skip, received = window.skip, window.first
             error: Exception | None = None
-            watchdog = _Watchdog(resp, self.policy.stall_timeout, self.gate)
+            watchdog = _Watchdog(resp, self.policy.stall_timeout)
             try:
                 while True:
                     if self.cancelled or (self.gate is not None and not self.gate.is_set()):
                         await self._wait_gate()
                     try:
-                        chunk = await resp.read()
+                        chunk = await watchdog.read()
                     except (OSError, NetworkError) as e:
                         error = e
                         break
                     if chunk is None:
                         break
-                    watchdog.last = time.monotonic()
                     received += len(chunk)
                     if skip:
                         drop = min(skip, len(chunk))
@@ -223,10 +267,10 @@ class Client:
                 await resp.aclose()
             if watchdog.stalled:
                 error = NetworkError(f"{what}: no data for {self.policy.stall_timeout:g} s")
-            if error is None and (expected is None or received >= expected) and (end is None or pos >= end):
+            if error is None and body_complete(received, window.expected, pos, end):
                 return
             if error is None:
-                error = NetworkError(f"{what}: body ended at byte {pos}, expected {expected if end is None else end}")
+                error = NetworkError(f"{what}: body ended at byte {pos}, expected {window.expected if end is None else end}")
             failures += 1
             reconnects += 1
             # Progress resets `failures`, but a link that dies every few bytes
@@ -234,31 +278,58 @@ class Client:
             if failures >= self.policy.attempts or reconnects >= 4 * self.policy.attempts:
                 raise NetworkError(f"{what}: transfer failed {reconnects} times, last at byte {pos}: {_reason(error)}",
                                    url=_safe(url))
-            self.traffic.retries += 1
-            await self._sleep(self.policy.delay(failures))
+            await self._wait(self.policy.delay(failures))
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where one response sits in the object it is part of."""
+
+    skip: int              # leading bytes to drop (a server that ignored Range sends from 0)
+    first: int             # object offset of the response's first byte
+    expected: int | None   # object offset where the response must end (None: unknown)
+
+
+def response_window(status: int, pos: int, length: int | None) -> Window:
+    """A response to a request for the object from byte `pos` on."""
+    if status == 206:
+        return Window(0, pos, None if length is None else pos + length)
+    return Window(pos, 0, length)
+
+
+def body_complete(received: int, expected: int | None, pos: int, end: int | None) -> bool:
+    """Did a response that ended without an error deliver everything asked for?"""
+    return (expected is None or received >= expected) and (end is None or pos >= end)
 
 
 class _Watchdog:
-    """Aborts a response that delivers nothing for `timeout` seconds.
+    """Aborts a response whose pending read gets nothing for `timeout` seconds.
 
+    Only time spent waiting for the server counts: a consumer that is slow
+    (a full write pool, a paused job) never makes the server look stalled.
     One timer per response instead of one per chunk read: in the browser
     every asyncio timer is a setTimeout round trip, and chunks come by the
     thousand."""
 
-    def __init__(self, resp: Response, timeout: float, gate: asyncio.Event | None) -> None:
-        self.resp, self.timeout, self.gate = resp, timeout, gate
-        self.last = time.monotonic()
+    def __init__(self, resp: Response, timeout: float) -> None:
+        self.resp, self.timeout = resp, timeout
+        self.reading_since: float | None = None
         self.stalled = False
         self._task = asyncio.ensure_future(self._watch())
+
+    async def read(self) -> bytes | None:
+        self.reading_since = time.monotonic()
+        try:
+            return await self.resp.read()
+        finally:
+            self.reading_since = None
 
     async def _watch(self) -> None:
         step = max(0.1, min(1.0, self.timeout / 4))
         while True:
             await asyncio.sleep(step)
-            now = time.monotonic()
-            if self.gate is not None and not self.gate.is_set():
-                self.last = now          # a paused job is not a stalled server
-            elif now - self.last > self.timeout:
+            since = self.reading_since
+            if since is not None and time.monotonic() - since > self.timeout:
                 self.stalled = True
                 await self.resp.aclose()   # the pending read ends with an error
                 return

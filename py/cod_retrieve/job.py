@@ -13,13 +13,13 @@ import time
 from typing import Any, Callable
 
 from ._compat import new_crc32c
-from .errors import Cancelled, CodError, IntegrityError, TarError
+from .errors import Cancelled, CodError, IntegrityError, StorageFullError, TarError
 from .http import Client
 from .metadata import Instance
 from .plan import Plan, SeriesPlan
 from .sinks import Sink
 from .spans import SpanReader, coalesce
-from .tarstream import MemberData, MemberEnd, MemberStart, TarReader
+from .tarstream import MemberData, MemberEnd, MemberStart, TarReader, member_name_problem
 from .verify import HEAD_BYTES, check_instance
 
 Callback = Callable[[dict[str, Any]], Any]
@@ -123,7 +123,7 @@ class _Receiver:
 
     async def _put(self, data: bytearray) -> None:
         await self.job.sink.put(self.inst, data)
-        await self.job._saved(self.plan, self.inst)
+        await self.job._saved(self.plan, self.inst, data)
 
 
 class Job:
@@ -152,6 +152,7 @@ class Job:
         self._counted: dict[str, int] = {}
         self.results: dict[str, dict[str, Any]] = {}
         self.started_at = 0.0
+        self.stopped_by: CodError | None = None    # what ended the job early (a full disk)
 
     # -- callbacks (the original's names) --------------------------------
     def on(self, event: str, callback: Callback) -> None:
@@ -192,6 +193,20 @@ class Job:
             self.client.cancelled = True
             self._gate.set()
             for t in self._tasks:
+                t.cancel()
+
+    def _stop(self, err: CodError) -> None:
+        """An error no series can get past (no space left): report it once,
+        stop every series, keep what is saved."""
+        if self.stopped_by is not None or self.state not in ("running", "paused"):
+            return
+        self.stopped_by = err
+        self.state = "failed"
+        self._error(err, None)
+        self.client.cancelled = True
+        self._gate.set()
+        for t in self._tasks:
+            if t is not asyncio.current_task():
                 t.cancel()
 
     # -- run -------------------------------------------------------------
@@ -260,10 +275,15 @@ class Job:
     def _uncount(self, inst: Instance) -> None:
         self.bytes_done -= self._counted.pop(inst.sop_uid, 0)
 
-    async def _saved(self, sp: SeriesPlan, inst: Instance) -> None:
+    async def _saved(self, sp: SeriesPlan, inst: Instance, data: bytes | bytearray | None = None) -> None:
+        """An instance is verified and in place. `data` is the instance's bytes
+        when it was written in one piece: handed to onSave listeners as the
+        original's `file.buffer`, and not kept after the callbacks."""
         sp.saved.add(inst.sop_uid)
         await self.sink.saved(inst)
-        self._emit("save", {"url": sp.tar_url, "file": self.sink.describe(inst), "size": inst.size,
+        self._emit("save", {"url": sp.tar_url, "size": inst.size,
+                            "file": {"name": inst.file_name, "size": inst.size,
+                                     "path": self.sink.describe(inst), "buffer": data},
                             "study": sp.study_uid, "series": sp.series_uid, "instance": inst.sop_uid})
 
     async def _series(self, sp: SeriesPlan, sem: asyncio.Semaphore) -> None:
@@ -275,12 +295,19 @@ class Job:
             self._series_status(sp, "saved")
             return
         self._series_status(sp, "waiting")
-        async with sem:
-            try:
+        try:
+            async with sem:
                 await self._download_series(sp)
-            except (asyncio.CancelledError, Cancelled):
+        except (asyncio.CancelledError, Cancelled):
+            if self.stopped_by is not None:
+                self._series_status(sp, "failed", str(self.stopped_by))
+            else:
                 self._series_status(sp, "cancelled", "cancelled")
-                return
+            return
+        except StorageFullError as e:
+            self._stop(e)
+            self._series_status(sp, "failed", str(e))
+            return
         missing = sp.missing
         ok = not missing
         await self.sink.series_done(sp, ok)
@@ -289,24 +316,41 @@ class Job:
         else:
             self._series_status(sp, "failed", f"{len(missing)} of {len(sp.instances)} instances could not be saved")
 
+    def _refuse_members(self, sp: SeriesPlan) -> set[str]:
+        """Instances whose tar member name is not a plain relative path: refused
+        before a byte is fetched, even though the metadata lists them."""
+        refused = set()
+        for inst in sp.missing:
+            problem = member_name_problem(inst.member)
+            if problem:
+                refused.add(inst.sop_uid)
+                self._error(TarError(f"series {sp.series_uid}: tar member {inst.member[:200]!r} {problem}: "
+                                     f"refused, nothing written for it", study=sp.study_uid, series=sp.series_uid),
+                            sp, inst)
+        return refused
+
     async def _download_series(self, sp: SeriesPlan) -> None:
         self._series_status(sp, "downloading")
         failed: dict[str, tuple[Instance, BaseException]] = {}
-        todo = sp.missing
+        refused = self._refuse_members(sp)
+        before = set(sp.saved)
+        todo = [i for i in sp.missing if i.sop_uid not in refused]
+        received = 0
         try:
             if len(todo) == len(sp.instances):
-                await self._stream(sp, todo, None, failed)
+                received += await self._stream(sp, todo, None, failed)
             else:
                 for run in coalesce(todo):
-                    await self._stream(sp, run, run, failed)
-        except (asyncio.CancelledError, Cancelled):
+                    received += await self._stream(sp, run, run, failed)
+        except (asyncio.CancelledError, Cancelled, StorageFullError):
             raise
         except CodError as e:
             self._error(e, sp)
             if not isinstance(e, TarError):
                 return   # the request itself failed after its retries: per-instance ones would too
         for inst in sp.missing:
-            failed.setdefault(inst.sop_uid, (inst, TarError(f"instance {inst.sop_uid} was not received")))
+            if inst.sop_uid not in refused:
+                failed.setdefault(inst.sop_uid, (inst, TarError(f"instance {inst.sop_uid} was not received")))
         # Fetch each failed instance again, alone, by its byte range.
         for sop, (inst, err) in list(failed.items()):
             if sop in sp.saved:
@@ -315,8 +359,8 @@ class Job:
             for _ in range(self.instance_retries):
                 local: dict[str, tuple[Instance, BaseException]] = {}
                 try:
-                    await self._stream(sp, [inst], [inst], local)
-                except (asyncio.CancelledError, Cancelled):
+                    received += await self._stream(sp, [inst], [inst], local)
+                except (asyncio.CancelledError, Cancelled, StorageFullError):
                     raise
                 except CodError as e:
                     last = e
@@ -333,10 +377,21 @@ class Job:
                     kind = IntegrityError if isinstance(err, IntegrityError) else CodError
                     last = kind(f"{err}; fetched again alone: {last}", study=sp.study_uid, series=sp.series_uid)
                 self._error(last, sp, inst)
+        self._transferred(sp, received, [i for i in sp.instances if i.sop_uid in sp.saved and i.sop_uid not in before])
+
+    def _transferred(self, sp: SeriesPlan, received: int, saved: list[Instance]) -> None:
+        """The original's onDownload and onExtract, once per series: `size` is
+        the series' DICOM bytes; the tar's bytes are never held, so `file` is
+        null and `files` lists names and sizes without buffers."""
+        self._emit("download", {"url": sp.tar_url, "size": sp.size, "file": None, "bytesReceived": received,
+                                "study": sp.study_uid, "series": sp.series_uid})
+        self._emit("extract", {"url": sp.tar_url, "size": sp.size, "study": sp.study_uid, "series": sp.series_uid,
+                               "files": [{"name": i.file_name, "size": i.size} for i in saved]})
 
     async def _stream(self, sp: SeriesPlan, want: list[Instance], span: list[Instance] | None,
-                      failed: dict[str, tuple[Instance, BaseException]]) -> None:
-        """One request: the whole tar (span None) or one Range over `span`."""
+                      failed: dict[str, tuple[Instance, BaseException]]) -> int:
+        """One request: the whole tar (span None) or one Range over `span`.
+        Returns the bytes received."""
         if span is None:
             reader: TarReader | SpanReader = TarReader()
             start, end = 0, None
@@ -388,18 +443,21 @@ class Job:
                 await current.abort()
             raise
         finally:
+            full: StorageFullError | None = None
             for inst, task in pending:
                 try:
                     await task
                 except (asyncio.CancelledError, Cancelled):
                     raise
+                except StorageFullError as e:
+                    full = full or e
+                    self._uncount(inst)
                 except Exception as e:  # noqa: BLE001 - a failed write is retried, then reported
                     failed[inst.sop_uid] = (inst, e)
                     self._uncount(inst)
-        self._emit("download", {"url": sp.tar_url, "size": got, "file": None,
-                                "study": sp.study_uid, "series": sp.series_uid})
-        self._emit("extract", {"url": sp.tar_url, "study": sp.study_uid, "series": sp.series_uid,
-                               "files": [{"name": i.member, "size": i.size} for i in want if i.sop_uid in sp.saved]})
+            if full is not None:
+                raise full
+        return got
 
     def _progress(self, sp: SeriesPlan, delta: int, total: int | None) -> None:
         """The original's per-chunk event, coalesced: `bytesDownloaded` is the
@@ -418,7 +476,7 @@ class Job:
         if inst is None:
             self._error(TarError(f"tar member {ev.name[:200]!r} is not in the series metadata: refused"), sp)
             return SKIP
-        if ev.name not in wanted:
+        if ev.name not in wanted:   # saved already, or refused by name before the request
             return SKIP
         if ev.size != inst.size:
             err = IntegrityError(f"tar member {ev.name!r} has {ev.size} bytes, metadata says {inst.size}")

@@ -56,4 +56,8 @@ class Journal:
             self._dirty = False
             self._last_flush = time.monotonic()
             body = json.dumps({"logs": list(self._entries)}).encode()
-            await self._folder.write_atomic(LOG_NAME, body)
+            try:
+                await self._folder.write_atomic(LOG_NAME, body)
+            except BaseException:
+                self._dirty = True      # the old log stays whole; these entries go next time
+                raise

@@ -35,6 +35,7 @@ class Instance:
     crc32c: int
     dicom_json: Any = field(default=None, compare=False, repr=False)
     version: str = ""
+    uri: str = field(default="", compare=False, repr=False)   # the metadata's `url` or `uri`, as written
 
     @property
     def size(self) -> int:
@@ -44,6 +45,12 @@ class Instance:
     def path(self) -> tuple[str, str, str, str]:
         """Where the instance lands under the chosen folder (or in a study zip)."""
         return (self.study_uid, self.series_uid, "instances", f"{self.sop_uid}.dcm")
+
+    @property
+    def file_name(self) -> str:
+        """The original's `file.name` (js-untar's member name), as a COD writer
+        names the member; taken from the UID, never from the tar."""
+        return f"instances/{self.sop_uid}.dcm"
 
     @property
     def log_key(self) -> str:
@@ -172,7 +179,7 @@ def _parse_instance(entry: dict, study_uid: str, series_uid: str, sop_uid: str, 
     except ValueError as e:
         raise MetadataError(f"{name}: {where}: {e}") from None
     return Instance(study_uid, series_uid, sop_uid, member, start, end, crc,
-                    entry.get("metadata"), str(entry.get("version", "")))
+                    entry.get("metadata"), str(entry.get("version", "")), uri)
 
 
 def _check_ranges(instances: Iterable[Instance], name: str) -> None:

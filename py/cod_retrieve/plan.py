@@ -71,7 +71,11 @@ class Plan:
     errors: list[CodError] = field(default_factory=list)   # whole studies that could not be listed
 
     def stats(self) -> dict[str, Any]:
-        """The original's DownloadStats, plus per-series details and warnings."""
+        """The original's DownloadStats, plus counts, per-series details and warnings.
+
+        As in the original, `series` and `items` list only what is still to be
+        fetched: a display string per series (the tar URL after `studies/`, each
+        `/` followed by a space) and the metadata's `url`/`uri` per instance."""
         usable = [s for s in self.series if s.metadata is not None]
         todo = [s for s in usable if not s.complete]
         return {
@@ -79,13 +83,20 @@ class Plan:
             "totalSavedSeriesCount": sum(1 for s in usable if s.complete),
             "totalSizeBytes": sum(s.size for s in usable),
             "totalSavedSizeBytes": sum(s.saved_size for s in usable),
+            "series": [series_display_name(s.study_uid, s.series_uid) for s in todo],
+            "items": [i.uri for s in todo for i in s.missing],
             "totalInstanceCount": sum(len(s.instances) for s in usable),
             "totalSavedInstanceCount": sum(len(s.saved) for s in usable),
-            "series": [s.key for s in usable],
-            "items": [f"{s.study_uid}/ series/ {s.series_uid}.tar" for s in todo],
+            "seriesKeys": [s.key for s in usable],
             "seriesDetails": [s.describe() for s in self.series],
             "warnings": list(self.warnings) + [str(e) for e in self.errors],
         }
+
+
+def series_display_name(study_uid: str, series_uid: str) -> str:
+    """The original's label of a series still to fetch: its tar's object name
+    after `studies/`, each `/` followed by a space."""
+    return f"{study_uid}/series/{series_uid}.tar".replace("/", "/ ")
 
 
 SavedCheck = Callable[[SeriesPlan], Awaitable[None]]

@@ -51,20 +51,17 @@ class FolderSink:
 
 
 async def mark_saved_in_folder(folder: Folder, journal: Journal, plan: SeriesPlan) -> None:
-    """Mark instances already in place: logged and present, or present with
-    the right size and CRC32C (saved just before a crash, not yet logged)."""
+    """Mark instances already in place. A logged file counts when its size is
+    right (a file truncated by another tool does not); a file present but not
+    logged (saved just before a crash) counts when its size and CRC32C are."""
     if plan.metadata is None:
         return
-    study, series = plan.study_uid, plan.series_uid
-    names = set(await folder.list((study, series, "instances")))
+    sizes = await folder.sizes((plan.study_uid, plan.series_uid, "instances"))
     for inst in plan.instances:
-        fname = inst.path[-1]
-        if fname not in names:
+        if sizes.get(inst.path[-1]) != inst.size:
             continue
         if inst.log_key in journal:
             plan.saved.add(inst.sop_uid)
-            continue
-        if await folder.size(inst.path) != inst.size:
             continue
         crc = new_crc32c()
         async for chunk in folder.iter_bytes(inst.path):

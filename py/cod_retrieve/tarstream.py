@@ -264,3 +264,30 @@ def _parse_pax(payload: bytes, offset: int) -> dict[str, str]:
         out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         pos += length
     return out
+
+
+def member_name_problem(name: str) -> str | None:
+    """Why a tar member name is not a plain relative path, or None when it is.
+
+    Files are always named from validated UIDs, never from members; but a
+    member that tries to climb out (`..`), start at the root, hide a Windows
+    path (`\\`, `C:`) or cut a name short (NUL) is refused outright, even when
+    the metadata lists it: whoever wrote it meant harm or is broken."""
+    if not name:
+        return "is empty"
+    if "\0" in name:
+        return "holds a NUL byte"
+    if "\\" in name:
+        return "holds a backslash"
+    if name.startswith("/"):
+        return "is an absolute path"
+    parts = name.split("/")
+    if len(parts[0]) >= 2 and parts[0][1] == ":" and parts[0][0].isalpha():
+        return "starts with a drive letter"
+    if any(p == ".." for p in parts):
+        return "climbs out of the archive (..)"
+    if any(p in ("", ".") for p in parts):
+        return "has an empty or '.' path segment"
+    if any(ord(c) < 0x20 for c in name):
+        return "holds a control character"
+    return None

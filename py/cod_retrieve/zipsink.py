@@ -99,6 +99,11 @@ class MemoryFolder:
         c = self.files.get(tuple(parts))
         return None if c is None else sum(len(x) for x in c)
 
+    async def sizes(self, parts) -> dict[str, int]:
+        n = len(parts)
+        return {k[n]: sum(len(x) for x in c) for k, c in self.files.items()
+                if len(k) == n + 1 and k[:n] == tuple(parts)}
+
     async def read_bytes(self, parts, limit):
         c = self.files.get(tuple(parts))
         return None if c is None else b"".join(c)

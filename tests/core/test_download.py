@@ -83,7 +83,7 @@ def test_download_demo_studies(bucket_server, demo_studies, tmp_path):
     # the result and callbacks
     assert ev["error"] == []
     assert result["failed"] == []
-    assert sorted(result["succeeded"]) == sorted(stats1["series"])
+    assert sorted(result["succeeded"]) == sorted(stats1["seriesKeys"])
     assert result["bytesTotal"] == result["bytesDone"] == stats1["totalSizeBytes"]
     assert len(ev["save"]) == 17 and len(ev["complete"]) == 1
     assert sum(p["bytesDownloaded"] for p in ev["progress"]) == sum(fx.total_tar_bytes for fx in demo_studies)
@@ -107,7 +107,7 @@ def test_download_demo_studies(bucket_server, demo_studies, tmp_path):
     assert rec.tar_calls() == []
     assert result2["requests"] == len(rec.calls) == 2 + 7        # two listings, seven metadata
     assert job2.client.traffic.requests == 9
-    assert result2["failed"] == [] and sorted(result2["succeeded"]) == sorted(stats1["series"])
+    assert result2["failed"] == [] and sorted(result2["succeeded"]) == sorted(stats1["seriesKeys"])
     assert ev2["save"] == [] and ev2["error"] == []
     assert files_under(tmp_path) == set(want) | {"log.json"}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cod_retrieve import CodDownload, RetryPolicy
+from cod_retrieve import CodDownload, RetryPolicy, _compat
 
 from core_helpers import Recorder, build_tar, crc_b64, dicom_bytes, files_under, run_download
 
@@ -134,19 +134,66 @@ def test_member_path_not_in_metadata_is_refused(bucket_server, tmp_path, evil):
     assert not list(g.root.rglob("x.dcm"))
 
 
-@pytest.mark.parametrize("evil", ["../x.dcm", "/etc/x.dcm", "instances/../../../x.dcm"])
-def test_member_path_listed_in_metadata_lands_under_its_uid(bucket_server, tmp_path, evil):
-    """The metadata points at a hostile member name: the file is named by the SOP UID only."""
-    g = Guard(tmp_path)
-    study, series, sop = uid(), uid(), uid()
-    tar, ranges = build_tar([(evil, _dicom(sop))])
+HOSTILE_MEMBERS = ["../../evil.dcm", "../x.dcm", "/etc/x.dcm", "instances/../../../x.dcm", "instances\\..\\x.dcm",
+                   "C:/x.dcm", "instances//x.dcm", "instances/./x.dcm", "instances/x\0.dcm"]
+
+
+def hostile_listed_series(server, evil: str):
+    """A series whose metadata lists a hostile member name with a valid SOP UID and the right
+    range, size and CRC32C, beside an honest member."""
+    study, series, sop, good = uid(), uid(), uid(), uid()
+    tar, ranges = build_tar([(f"instances/{good}.dcm", _dicom(good)), (evil, _dicom(sop))])
     meta = {"study_uid": study, "series_uid": series, "cod": {"instances": {
-        sop: entry(study, series, evil, *ranges[evil], _dicom(sop))}}}
-    publish(bucket_server, study, series, tar, meta)
+        good: entry(study, series, f"instances/{good}.dcm", *ranges[f"instances/{good}.dcm"], _dicom(good)),
+        # (a tar name stops at a NUL: the metadata still says the whole name)
+        sop: entry(study, series, evil, *ranges[evil.split("\0")[0]], _dicom(sop))}}}
+    publish(server, study, series, tar, meta)
+    return study, series, sop, good
+
+
+@pytest.mark.parametrize("evil", HOSTILE_MEMBERS)
+def test_member_path_listed_in_metadata_is_refused(bucket_server, tmp_path, evil):
+    """Listed in the metadata or not, a member that is not a plain relative path is refused
+    with an error naming the series and the member; nothing is written for it."""
+    g = Guard(tmp_path)
+    study, series, sop, good = hostile_listed_series(bucket_server, evil)
     _, result, ev, _ = run(bucket_server, g, study)
-    assert ev["error"] == []
-    assert saved(g) == {f"{study}/{series}/instances/{sop}.dcm"}
-    assert (g.root / study / series / "instances" / f"{sop}.dcm").read_bytes() == _dicom(sop)
+    mine = [e for e in ev["error"] if e["instance"] == sop]
+    assert len(mine) == 1, ev["error"]
+    assert series in mine[0]["error"] and repr(evil[:200]) in mine[0]["error"] and "refused" in mine[0]["error"]
+    assert mine[0]["study"] == study and mine[0]["series"] == series
+    assert saved(g) == {f"{study}/{series}/instances/{good}.dcm"}      # the honest one only
+    assert logged(g) == [f"{study}/{series}/{good}"]
+    assert [f["series"] for f in result["failed"]] == [series]
+
+
+@pytest.mark.parametrize("evil", ["../../evil.dcm", "/etc/x.dcm"])
+def test_member_path_listed_in_metadata_is_refused_in_zip_mode(bucket_server, tmp_path, evil):
+    import zipfile
+    g = Guard(tmp_path)
+    study, series, sop, good = hostile_listed_series(bucket_server, evil)
+    downloads = tmp_path / "root" / "downloads"
+
+    async def main():
+        cd = CodDownload(api_base=bucket_server.url, retry=RetryPolicy(**FAST))
+        cd.spool_folder = _compat.NativeFolder(tmp_path / "root" / "spool")
+        cd.downloads_dir = downloads
+        cd.init_bucket({"bucket": BUCKET, "bucketPrefix": DS, "token": "t"})
+        job = await cd.download([study], zip_output=True)
+        errors = []
+        job.on_error(errors.append)
+        return await job.start(), errors
+
+    result, errors = asyncio.run(main())
+    g.check()
+    assert any(e["instance"] == sop and repr(evil) in e["error"] and series in e["error"] for e in errors), errors
+    with zipfile.ZipFile(downloads / f"{study}.zip") as zf:
+        assert zf.testzip() is None
+        names = zf.namelist()
+        assert f"{series}/instances/{good}.dcm" in names
+        assert not [n for n in names if sop in n]                        # nothing of the hostile member
+        assert zf.read(f"{series}/instances/{good}.dcm") == _dicom(good)
+    assert [f["series"] for f in result["failed"]] == [series]
 
 
 # -- non-file members -------------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_zip_two_studies(bucket_server, demo_studies, tmp_path):
             total += len(data)
     assert result["bytesDone"] == result["bytesTotal"] == total
     assert len(ev["save"]) == 17
-    assert {s["file"] for s in ev["save"]} == {
+    assert {s["file"]["path"] for s in ev["save"]} == {
         f"{fx.study_uid}.zip:{name}" for fx in demo_studies for name in expected_entries(bucket_server, fx)}
     assert sorted(z["name"] for z in cd.last_zips) == sorted(f"{u}.zip" for u in uids)
     assert spool_left(spool) == []      # stale files gone, own spool moved out

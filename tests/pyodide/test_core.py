@@ -116,6 +116,10 @@ async def _job_on_memory(selenium, tar: bytes, meta: bytes):
             v = self.files.get(tuple(parts))
             return None if v is None else len(v)
 
+        async def sizes(self, parts):
+            n = len(parts)
+            return {k[n]: len(v) for k, v in self.files.items() if len(k) == n + 1 and k[:n] == tuple(parts)}
+
         async def read_bytes(self, parts, limit):
             return self.files.get(tuple(parts))
 
@@ -142,7 +146,7 @@ async def _job_on_memory(selenium, tar: bytes, meta: bytes):
     await journal.load()
     job = Job(plan, client, FolderSink(folder, journal))
     saves = []
-    job.on_save(lambda p: saves.append(p["file"]))
+    job.on_save(lambda p: saves.append(p["file"]["path"]))
     result = await job.start()
     assert result["failed"] == [], result
     logs = _json.loads(folder.files[("log.json",)])["logs"]

@@ -9,8 +9,7 @@ from typing import AsyncIterator, Sequence
 import js  # type: ignore[import-not-found]
 from pyodide.ffi import JsException, to_js  # type: ignore[import-not-found]
 
-from ..errors import NetworkError
-from ..folder import write_whole
+from ..errors import NetworkError, StorageFullError
 
 try:
     import cod_shim  # type: ignore[import-not-found]  # registered by cod-retrieve.mjs
@@ -29,16 +28,6 @@ def to_u8(data) -> "js.Uint8Array":
     u8 = js.Uint8Array.new(len(data))
     u8.assign(data)
     return u8
-
-
-_CREATE = None
-
-
-def _create_opt():
-    global _CREATE
-    if _CREATE is None:
-        _CREATE = _js_obj({"create": True})
-    return _CREATE
 
 
 class FetchResponse:
@@ -73,6 +62,12 @@ async def open_url(url: str, headers: dict[str, str]) -> FetchResponse:
                                             "cache": "no-store"}))
     except JsException as e:
         raise NetworkError(f"fetch of {url.split('?')[0]} failed: {e}") from None
+    except BaseException:
+        # Given up on (no headers in time, or the job cancelled): abort the
+        # fetch so the browser frees its connection, or six such requests
+        # would block every later one to this host.
+        controller.abort()
+        raise
     return FetchResponse(resp, controller)
 
 
@@ -102,33 +97,48 @@ def _is_not_found(e: JsException) -> bool:
     return getattr(e, "name", "") in ("NotFoundError", "TypeMismatchError") or "NotFound" in str(e)
 
 
-class BrowserWriter:
-    """createWritable writes to a swap file: nothing shows under the name until
-    close(), and abort() discards. Verified-or-nothing comes for free."""
+def _fs_error(e: JsException, parts: Sequence[str]) -> Exception:
+    """One mapping of the browser's file-system errors to Python's."""
+    name, message = str(getattr(e, "name", "") or "Error"), str(getattr(e, "message", "") or e)
+    where = "/".join(parts) or "the folder"
+    if name == "QuotaExceededError":
+        return StorageFullError(f"not enough space to write {where}: the browser's storage quota is used up "
+                                f"({message}); free some space and download again to complete the folder")
+    if _is_not_found(e):
+        return FileNotFoundError(f"{where}: {message}")
+    return OSError(f"writing {where} failed: {name}: {message}")
 
-    def __init__(self, folder: "BrowserFolder", parts: tuple[str, ...], handle, writable) -> None:
-        self._folder, self._parts, self._handle, self._w = folder, parts, handle, writable
+
+class BrowserWriter:
+    """A shim Writer (createWritable's swap file): nothing shows under the name
+    until commit(), and abort() (or a failed commit) leaves no file that was
+    not there before."""
+
+    def __init__(self, parts: tuple[str, ...], writer) -> None:
+        self._parts, self._w = parts, writer
 
     async def write(self, data) -> None:
-        await self._w.write(to_u8(data))
+        try:
+            await self._w.write(to_u8(data))
+        except JsException as e:
+            raise _fs_error(e, self._parts) from None
 
     async def commit(self) -> None:
-        await self._w.close()
+        try:
+            await self._w.close()
+        except JsException as e:
+            raise _fs_error(e, self._parts) from None
 
     async def abort(self) -> None:
         try:
             await self._w.abort()
         except JsException:
             pass
-        try:  # getFileHandle(create) made an empty file: do not leave it behind
-            if int((await self._handle.getFile()).size) == 0:
-                await self._folder.remove(self._parts)
-        except JsException:
-            pass
 
 
 class BrowserFolder:
-    """A FileSystemDirectoryHandle (picked folder or OPFS)."""
+    """A FileSystemDirectoryHandle (picked folder or OPFS). Every call into the
+    file system goes through `cod_shim`, which hands back plain errors."""
 
     def __init__(self, handle) -> None:
         self.handle = handle
@@ -140,39 +150,50 @@ class BrowserFolder:
         if key in self._dirs:
             return self._dirs[key]
         parent = await self._dir(key[:-1], create)
-        d = await parent.getDirectoryHandle(_check(key[-1]), _create_opt() if create else _js_obj({}))
+        try:
+            d = await cod_shim.directory(parent, _check(key[-1]), create)
+        except JsException as e:
+            raise _fs_error(e, key) from None
         self._dirs[key] = d
         return d
 
     async def _file(self, parts: Sequence[str]):
         try:
             d = await self._dir(parts[:-1], False)
-            return await d.getFileHandle(_check(parts[-1]))
+            return await cod_shim.fileHandle(d, _check(parts[-1]))
+        except FileNotFoundError:
+            return None
         except JsException as e:
             if _is_not_found(e):
                 return None
-            raise
+            raise _fs_error(e, parts) from None
 
     async def size(self, parts):
         fh = await self._file(parts)
-        return None if fh is None else int((await fh.getFile()).size)
+        return None if fh is None else int(await cod_shim.fileSize(fh))
+
+    async def sizes(self, parts) -> dict[str, int]:
+        try:
+            d = await self._dir(parts, False)
+        except FileNotFoundError:
+            return {}
+        return {str(k): int(v) for k, v in (await cod_shim.listSizes(d)).to_py().items()}
 
     async def read_bytes(self, parts, limit):
         fh = await self._file(parts)
         if fh is None:
             return None
-        f = await fh.getFile()
-        if int(f.size) > limit:
+        if int(await cod_shim.fileSize(fh)) > limit:
             raise ValueError(f"{'/'.join(parts)} is larger than {limit} bytes")
-        return (await f.arrayBuffer()).to_bytes()
+        return (await cod_shim.readFile(fh)).to_bytes()
 
     async def iter_bytes(self, parts) -> AsyncIterator[bytes]:
         fh = await self._file(parts)
         if fh is None:
             return
-        reader = (await fh.getFile()).stream().getReader()
+        reader = await cod_shim.fileReader(fh)
         while True:
-            r = await reader.read()
+            r = await cod_shim.readChunk(reader)
             if r.done:
                 return
             yield r.value.to_bytes()
@@ -180,32 +201,34 @@ class BrowserFolder:
     async def create(self, parts):
         key = tuple(parts)
         d = await self._dir(key[:-1], True)
-        fh = await d.getFileHandle(_check(key[-1]), _create_opt())
-        return BrowserWriter(self, key, fh, await fh.createWritable())
+        try:
+            return BrowserWriter(key, await cod_shim.openWriter(d, _check(key[-1])))
+        except JsException as e:
+            raise _fs_error(e, key) from None
 
     async def write_atomic(self, parts, data) -> None:
-        if cod_shim is not None:
-            key = tuple(parts)
-            d = await self._dir(key[:-1], True)
+        key = tuple(parts)
+        d = await self._dir(key[:-1], True)
+        try:
             await cod_shim.writeFile(d, _check(key[-1]), to_u8(data))
-            return
-        await write_whole(self, parts, data)
+        except JsException as e:
+            raise _fs_error(e, key) from None
 
     async def remove(self, parts) -> None:
         try:
             d = await self._dir(parts[:-1], False)
-            await d.removeEntry(_check(parts[-1]))
+            await cod_shim.removeEntry(d, _check(parts[-1]))
+        except FileNotFoundError:
+            return
         except JsException as e:
             if not _is_not_found(e):
-                raise
+                raise _fs_error(e, parts) from None
 
     async def list(self, parts) -> list[str]:
         try:
             d = await self._dir(parts, False)
-        except JsException as e:
-            if _is_not_found(e):
-                return []
-            raise
+        except FileNotFoundError:
+            return []
         return sorted(str(n) for n in await cod_shim.listNames(d))
 
 
@@ -242,8 +265,7 @@ async def deliver_file(folder, parts: Sequence[str], download_name: str, downloa
     fh = await folder._file(parts)
     if fh is None:
         raise FileNotFoundError("/".join(parts))
-    file = await fh.getFile()
-    cod_shim.deliverFile(file, download_name)
+    cod_shim.deliverFile(await cod_shim.diskFile(fh), download_name)
     return download_name
 
 

@@ -4,6 +4,7 @@ compiled CRC32C. Used by tests, benchmarks and command-line use."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import http.client
 import os
 import socket
@@ -15,7 +16,7 @@ from typing import AsyncIterator, Sequence
 from urllib.parse import urlsplit
 
 from ..crc32c import PureCrc32c
-from ..errors import NetworkError
+from ..errors import NetworkError, StorageFullError
 from ..folder import write_whole
 
 CHUNK = 256 * 1024
@@ -50,13 +51,13 @@ class HttpResponse:
 async def open_url(url: str, headers: dict[str, str]) -> HttpResponse:
     parts = urlsplit(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
+    if parts.scheme == "https":
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=120, context=ssl.create_default_context())
+    else:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
 
     def _open() -> HttpResponse:
-        if parts.scheme == "https":
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                parts.hostname, parts.port, timeout=120, context=ssl.create_default_context())
-        else:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
         try:
             conn.request("GET", target, headers=headers)
             sock = conn.sock
@@ -65,7 +66,22 @@ async def open_url(url: str, headers: dict[str, str]) -> HttpResponse:
             conn.close()
             raise NetworkError(f"connection to {parts.hostname} failed: {e or type(e).__name__}") from None
 
-    return await asyncio.to_thread(_open)
+    try:
+        return await asyncio.to_thread(_open)
+    except asyncio.CancelledError:
+        # Given up on (no headers in time): hang up, so the worker thread
+        # blocked in recv() ends now instead of at the socket timeout.
+        _hang_up(conn)
+        raise
+
+
+def _hang_up(conn: http.client.HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def new_crc32c():
@@ -102,6 +118,14 @@ class _CrcModule:
         self.value = self._mod.crc32c(data, self.value)
 
 
+def _disk_error(e: OSError, path: Path) -> OSError:
+    """A full disk (or quota) becomes the error a job stops on."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFullError(f"not enough space to write {path}: {e.strerror}; "
+                                f"free some space and download again to complete the folder")
+    return e
+
+
 class _LocalWriter:
     def __init__(self, final: Path) -> None:
         self._final = final
@@ -110,7 +134,10 @@ class _LocalWriter:
         self._f = os.fdopen(fd, "wb")
 
     async def write(self, data) -> None:
-        await asyncio.to_thread(self._f.write, data)
+        try:
+            await asyncio.to_thread(self._f.write, data)
+        except OSError as e:
+            raise _disk_error(e, self._final) from None
 
     async def commit(self) -> None:
         def _commit() -> None:
@@ -118,7 +145,11 @@ class _LocalWriter:
             os.fsync(self._f.fileno())
             self._f.close()
             os.replace(self._tmp, self._final)
-        await asyncio.to_thread(_commit)
+        try:
+            await asyncio.to_thread(_commit)
+        except OSError as e:
+            self._tmp.unlink(missing_ok=True)
+            raise _disk_error(e, self._final) from None
 
     async def abort(self) -> None:
         self._f.close()
@@ -144,6 +175,12 @@ class LocalFolder:
             return self._path(parts).stat().st_size
         except FileNotFoundError:
             return None
+
+    async def sizes(self, parts) -> dict[str, int]:
+        p = self._path(parts)
+        if not p.is_dir():
+            return {}
+        return {x.name: x.stat().st_size for x in p.iterdir() if x.is_file()}
 
     async def read_bytes(self, parts, limit):
         p = self._path(parts)
