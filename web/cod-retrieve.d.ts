@@ -76,13 +76,15 @@ export interface DownloadStats {
   /** Sum of DICOM sizes from metadata (not tar bytes). */
   totalSizeBytes: number;
   totalSavedSizeBytes: number;
-  /** "<study>/<series>" of every usable series. */
+  /** Series still to fetch, as the original labels them: "<study>/ series/ <series>.tar". Empty when all is saved. */
   series: string[];
-  /** Series still to download. */
+  /** One entry per instance still to fetch: its `url` (or `uri`) from the series metadata. Empty when all is saved. */
   items: string[];
   // Additions.
   totalInstanceCount: number;
   totalSavedInstanceCount: number;
+  /** "<study>/<series>" of every usable series, saved or not. */
+  seriesKeys: string[];
   seriesDetails: SeriesDetails[];
   /** Skipped series, unlisted studies and the like: the rest still downloads. */
   warnings: string[];
@@ -104,31 +106,47 @@ export interface ProgressPayload {
 
 export interface DownloadPayload {
   url: string;
-  /** Tar bytes received by this request. */
+  /** DICOM bytes of the series (the sum of its instances' sizes), as in the original. */
   size: number;
-  /** Always empty: tars are streamed, never held whole in memory. */
+  /** Always null: the tar is streamed, never held whole in memory (the original gave its bytes). */
   file: null | undefined;
+  /** Tar bytes received for the series in this job (an addition). */
+  bytesReceived: number;
   study: string;
   series: string;
 }
 
 export interface ExtractedFile {
-  /** Tar member name, e.g. "instances/<SOPInstanceUID>.dcm". */
+  /** As js-untar names it: "instances/<SOPInstanceUID>.dcm". No `buffer` here: see SavedFile. */
   name: string;
   size: number;
 }
 
 export interface ExtractPayload {
   url: string;
+  /** DICOM bytes of the series, as onDownload's. */
+  size: number;
+  /** The instances of the series saved in this job. */
   files: ExtractedFile[];
   study: string;
   series: string;
 }
 
+export interface SavedFile {
+  /** As js-untar names it: "instances/<SOPInstanceUID>.dcm". */
+  name: string;
+  size: number;
+  /** The bytes just written, when the instance was written in one piece (up to 16 MB); undefined
+   *  for larger instances, which are streamed to disk. Not kept after the callback returns. */
+  buffer?: ArrayBuffer;
+  /** Where it went: "<study>/<series>/instances/<sop>.dcm" in folder mode,
+   *  "<study>.zip:<series>/instances/<sop>.dcm" in zip mode (an addition). */
+  path: string;
+}
+
 export interface SavePayload {
   url: string;
-  /** "<study>/<series>/instances/<sop>.dcm" in folder mode, "<study>.zip:<series>/instances/<sop>.dcm" in zip mode. */
-  file: string;
+  file: SavedFile;
   size: number;
   study: string;
   series: string;

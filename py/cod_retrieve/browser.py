@@ -8,7 +8,7 @@ from typing import Any
 import js  # type: ignore[import-not-found]
 from pyodide.ffi import JsProxy, to_js  # type: ignore[import-not-found]
 
-from ._compat._in_pyodide import BrowserFolder
+from ._compat._in_pyodide import BrowserFolder, to_u8
 from .download import CodDownload
 from .errors import CodError
 from .http import RetryPolicy
@@ -17,6 +17,17 @@ from .job import Job
 
 def _js(value: Any):
     return to_js(value, dict_converter=js.Object.fromEntries)
+
+
+def _save_payload(payload: dict[str, Any]):
+    """onSave's `file.buffer` is an ArrayBuffer, as js-untar's: one copy of
+    the bytes just written, made only for a listener, dropped after it."""
+    file = dict(payload["file"])
+    data = file.pop("buffer", None)
+    out = _js({**payload, "file": file})
+    if data is not None:
+        out.file.buffer = to_u8(data).buffer
+    return out
 
 
 def _py(value: Any) -> Any:
@@ -28,7 +39,8 @@ class BrowserJob:
         self.job = job
 
     def on(self, event: str, callback) -> None:
-        self.job.on(event, lambda payload: callback(_js(payload)))
+        convert = _save_payload if event == "save" else _js
+        self.job.on(event, lambda payload: callback(convert(payload)))
 
     async def start(self):
         return _js(await self.job.start())

@@ -12,65 +12,13 @@ from pathlib import Path
 import crc32c as _crc32c
 
 from cod_retrieve import _compat
+from support.codbuild import build_tar, crc_b64, dicom_bytes  # noqa: F401 - re-exported for the core tests
 
 SAMPLES = Path("/work/shared/samples")
 SAMPLE_TAR = SAMPLES / "series-1.2.826.0.1.3680043.8.498.11.tar"
 SAMPLE_META = SAMPLES / "series-metadata-v2.json"
 SAMPLE_STUDY = "1.2.826.0.1.3680043.8.498.1"
 SAMPLE_SERIES = "1.2.826.0.1.3680043.8.498.11"
-
-
-def crc_b64(data: bytes) -> str:
-    return base64.b64encode(_crc32c.crc32c(data).to_bytes(4, "big")).decode()
-
-
-def dicom_bytes(sop_uid: str, source: str = "CT_small.dcm", study: str | None = None,
-                series: str | None = None) -> bytes:
-    """A real DICOM file from pydicom's test files, re-saved with new UIDs and a zero preamble."""
-    import pydicom
-    from pydicom.data import get_testdata_file
-
-    ds = pydicom.dcmread(get_testdata_file(source))
-    ds.SOPInstanceUID = sop_uid
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-    if study:
-        ds.StudyInstanceUID = study
-    if series:
-        ds.SeriesInstanceUID = series
-    ds.preamble = b"\x00" * 128
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
-
-
-def build_tar(members: list[tuple], fmt=tarfile.PAX_FORMAT,
-              strip_record_padding: bool = False) -> tuple[bytes, dict[str, tuple[int, int]]]:
-    """``members``: (name, data) for files or a TarInfo (for links/dirs).
-    Returns the tar bytes and {name: (start_byte, end_byte)} of each file's data.
-    ``strip_record_padding`` cuts the zero padding to 10240 after the two end blocks."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
-        for m in members:
-            if isinstance(m, tarfile.TarInfo):
-                tf.addfile(m)
-            else:
-                name, data = m
-                ti = tarfile.TarInfo(name)
-                ti.size = len(data)
-                tf.addfile(ti, io.BytesIO(data))
-    raw = buf.getvalue()
-    ranges = {}
-    end = 0
-    with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
-        for ti in tf.getmembers():
-            if ti.isfile():
-                ranges[ti.name] = (ti.offset_data, ti.offset_data + ti.size)
-            size = ti.size if ti.isfile() else 0
-            end = ti.offset_data + -(-size // 512) * 512
-    if strip_record_padding:
-        assert raw[end:end + 1024] == bytes(1024) and not raw[end:].strip(b"\0")
-        raw = raw[:end + 1024]
-    return raw, ranges
 
 
 def instance_entry(bucket: str, datastore: str, study: str, series: str, member: str,

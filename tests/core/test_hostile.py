@@ -16,6 +16,7 @@ import pytest
 
 from cod_retrieve import CodDownload, RetryPolicy, _compat
 
+from support import codbuild
 from core_helpers import Recorder, build_tar, crc_b64, dicom_bytes, files_under, run_download
 
 BUCKET = "core-hostile"
@@ -139,15 +140,7 @@ HOSTILE_MEMBERS = ["../../evil.dcm", "../x.dcm", "/etc/x.dcm", "instances/../../
 
 
 def hostile_listed_series(server, evil: str):
-    """A series whose metadata lists a hostile member name with a valid SOP UID and the right
-    range, size and CRC32C, beside an honest member."""
-    study, series, sop, good = uid(), uid(), uid(), uid()
-    tar, ranges = build_tar([(f"instances/{good}.dcm", _dicom(good)), (evil, _dicom(sop))])
-    meta = {"study_uid": study, "series_uid": series, "cod": {"instances": {
-        good: entry(study, series, f"instances/{good}.dcm", *ranges[f"instances/{good}.dcm"], _dicom(good)),
-        # (a tar name stops at a NUL: the metadata still says the whole name)
-        sop: entry(study, series, evil, *ranges[evil.split("\0")[0]], _dicom(sop))}}}
-    publish(server, study, series, tar, meta)
+    study, series, sop, good, _ = codbuild.hostile_listed_series(server, BUCKET, DS, evil)
     return study, series, sop, good
 
 

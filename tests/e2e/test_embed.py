@@ -18,13 +18,10 @@ import pytest
 import build
 from support.browser import expected_files, read_folder
 
-PROGRESS_KEYS = {"url", "bytesDownloaded", "bytesTotal", "jobBytesDone", "jobBytesTotal", "study", "series"}
-DOWNLOAD_KEYS = {"url", "size", "file", "study", "series"}
-EXTRACT_KEYS = {"url", "files", "study", "series"}
-SAVE_KEYS = {"url", "file", "size", "study", "series", "instance"}
-COMPLETE_KEYS = {"files", "succeeded", "failed", "cancelled", "bytesDone", "bytesTotal", "seconds", "requests", "retries"}
-ERROR_KEYS = {"url", "error", "kind", "study", "series", "instance"}
-SERIES_KEYS = {"key", "study", "series", "url", "size", "status", "instances", "savedInstances", "error"}
+from support.contract import KEYS
+
+PROGRESS_KEYS, DOWNLOAD_KEYS, EXTRACT_KEYS, SAVE_KEYS, COMPLETE_KEYS, ERROR_KEYS, SERIES_KEYS = (
+    KEYS[k] for k in ("progress", "download", "extract", "save", "complete", "error", "series"))
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +105,8 @@ def test_portal_on_other_origin_downloads_through_module(page, site_url, portal_
     assert [keys(p) for p in ev["extract"]] == [EXTRACT_KEYS] * n_series
     assert sum(len(p["files"]) for p in ev["extract"]) == n_inst
     assert len(ev["save"]) == n_inst and all(keys(p) == SAVE_KEYS for p in ev["save"])
-    assert all(p["file"] == f"{p['study']}/{p['series']}/instances/{p['instance']}.dcm" for p in ev["save"])
+    assert all(p["file"]["path"] == f"{p['study']}/{p['series']}/instances/{p['instance']}.dcm" for p in ev["save"])
+    assert all(p["file"]["name"] == f"instances/{p['instance']}.dcm" for p in ev["save"])
     assert all(keys(p) == SERIES_KEYS for p in ev["series"])
     assert sorted(p["key"] for p in ev["series"] if p["status"] == "saved") == sorted(result["succeeded"])
     assert len(ev["complete"]) == 1 and keys(ev["complete"][0]) == COMPLETE_KEYS

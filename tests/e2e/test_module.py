@@ -25,7 +25,7 @@ async ({ api, bucket, prefix, uids, folder }) => {
     const u = (ev.perUrl[p.url] ??= { sum: 0, total: p.bytesTotal }); u.sum += p.bytesDownloaded; });
   job.onDownload(p => ev.downloads.push(p.url));
   job.onExtract(p => ev.extracts.push(p.files.length));
-  job.onSave(p => ev.saves.push(p.file));
+  job.onSave(p => ev.saves.push(p.file.path));
   job.onError(p => ev.errors.push({ message: p.error.message, isError: p.error instanceof Error,
                                      study: p.study, series: p.series, url: p.url }));
   job.onSeries(p => ev.series.push(p.status));

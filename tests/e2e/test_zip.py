@@ -97,7 +97,7 @@ def test_module_zip_then_next_run_cleans_spool(page, site_url, bucket_server, de
           cod.initBucket({ bucket, bucketPrefix: prefix, token: 't' });
           const job = await cod.download([uid], true);
           const saves = [], errors = [];
-          job.onSave((p) => saves.push(p.file));
+          job.onSave((p) => saves.push(p.file.path));
           job.onError((p) => errors.push(p.error.message));
           const r = await job.start();
           return { saves, errors, failed: r.failed.length, done: r.bytesDone, total: r.bytesTotal };

@@ -18,7 +18,7 @@ RUN = """async ([api, bucket, prefix, uids, spool]) => {
   cod.initBucket({ bucket, bucketPrefix: prefix, token: 't' });
   const job = await cod.download(uids, true);
   const saves = [], errors = [];
-  job.onSave((p) => saves.push(p.file));
+  job.onSave((p) => saves.push(p.file.path));
   job.onError((p) => errors.push(p.error.message));
   const r = await job.start();
   const py = await loadRuntime();
