@@ -35,6 +35,7 @@ class CodDownload:
         self.bucket: Bucket | None = None
         self.last_plan: Plan | None = None
         self.client: Client | None = None
+        self._journal: Journal | None = None     # the folder's log.json, as the last plan read it
 
     async def init_directory(self, folder: Any = None, use_private_storage: bool = False) -> Folder:
         """Choose where files go: a folder adapter, a path or handle, or the
@@ -65,18 +66,19 @@ class CodDownload:
         return self.client
 
     async def plan(self, study_uids: list[str], zip_output: bool = False) -> Plan:
+        """List, read metadata, mark what is saved. Writes nothing: files found
+        verified but not logged are logged by the download that follows."""
         client = self._client()
-        folder, journal = self.folder, None
+        folder, self._journal = self.folder, None
         if not zip_output and folder is not None:
-            journal = Journal(folder)
-            await journal.load()
+            self._journal = Journal(folder)
+            await self._journal.load()
+        journal = self._journal
 
         async def mark(sp) -> None:
             await mark_saved_in_folder(folder, journal, sp)
         self.last_plan = await make_plan(client, self.bucket, list(study_uids),
                                          mark if journal is not None else None)
-        if journal is not None:
-            await journal.flush()     # files verified by CRC during planning are logged now
         return self.last_plan
 
     async def get_stats(self, study_uids: list[str]) -> dict[str, Any]:
@@ -91,9 +93,7 @@ class CodDownload:
                 from .zipsink import ZipSink  # noqa: PLC0415 - zip mode only
                 sink = await ZipSink.create(self)
             else:
-                if self.folder is None:
+                if self.folder is None or self._journal is None:
                     raise CodError("no folder chosen: call init_directory() first, or use zip output")
-                journal = Journal(self.folder)
-                await journal.load()
-                sink = FolderSink(self.folder, journal)
+                sink = FolderSink(self.folder, self._journal)
         return Job(plan, self.client, sink, concurrency=self.concurrency, **self.job_options)

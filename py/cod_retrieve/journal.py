@@ -42,10 +42,13 @@ class Journal:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def add(self, key: str) -> None:
+    def add(self, key: str) -> None:
+        """Record a verified instance (in memory: `flush` writes)."""
         if key not in self._entries:
             self._entries[key] = None
             self._dirty = True
+
+    async def flush_if_due(self) -> None:
         if time.monotonic() - self._last_flush > self._flush_every:
             await self.flush()
 

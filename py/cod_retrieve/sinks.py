@@ -38,7 +38,8 @@ class FolderSink:
         return await self.folder.create(instance.path)
 
     async def saved(self, instance: Instance) -> None:
-        await self.journal.add(instance.log_key)
+        self.journal.add(instance.log_key)
+        await self.journal.flush_if_due()
 
     async def series_done(self, plan: SeriesPlan, ok: bool) -> None:
         await self.journal.flush()
@@ -68,7 +69,7 @@ async def mark_saved_in_folder(folder: Folder, journal: Journal, plan: SeriesPla
             crc.update(chunk)
         if crc.value == inst.crc32c:
             plan.saved.add(inst.sop_uid)
-            await journal.add(inst.log_key)
+            journal.add(inst.log_key)      # written by the job that follows, never by planning
 
 
 __all__ = ["Sink", "FolderSink", "mark_saved_in_folder"]
