@@ -1,0 +1,69 @@
+"""Failures found from outside, seen from headless Chromium through the fault proxy in front
+of the real bucket: two requests refused with the same expired token at once, and
+requests whose response headers never come (each must free its connection)."""
+
+from __future__ import annotations
+
+from support.browser import expected_files, read_folder
+from support.faultproxy import Fault
+
+RUN = """
+async ({ api, bucket, prefix, uids, folder, token, fresh, stall }) => {
+  const { createCodDownload } = await import('/cod-retrieve.mjs');
+  let asked = 0;
+  const cod = await createCodDownload({
+    apiBase: api, concurrency: 3, retry: { attempts: 6, base_delay: 0.01, max_delay: 0.05, stall_timeout: stall },
+    getToken: fresh ? async () => { asked += 1; return fresh; } : undefined });
+  window.__pickedName = folder;
+  await cod.initDirectory();
+  cod.initBucket({ bucket, bucketPrefix: prefix, token });
+  const job = await cod.download(uids, false);
+  const errors = [];
+  job.onError(p => errors.push(p.error.message));
+  const result = await job.start();
+  return { result, errors, asked };
+}
+"""
+
+
+def run(page, site_url, proxy, studies, folder, token="expired", fresh=None, stall=20):
+    page.goto(f"{site_url}/index.html")
+    page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    return page.evaluate(RUN, {"api": proxy.url, "bucket": studies[0].bucket, "prefix": studies[0].datastore,
+                               "uids": [s.study_uid for s in studies], "folder": folder, "token": token,
+                               "fresh": fresh, "stall": stall})
+
+
+def want_for(server, studies) -> dict:
+    want = {}
+    for s in studies:
+        want.update(expected_files(server.url, s))
+    return want
+
+
+def test_two_listings_refused_together_share_one_refresh(page, site_url, fresh_proxy, bucket_server, demo_studies):
+    fresh_proxy.required_token = "fresh"
+    out = run(page, site_url, fresh_proxy, demo_studies, "race-list", fresh="fresh")
+    assert out["errors"] == [] and out["result"]["failed"] == [], out["errors"]
+    assert out["asked"] == 1
+    assert len([s for s in fresh_proxy.seen if "/o?" in s.path and s.status == 401]) == 2
+    got = read_folder(page, "race-list")
+    got.pop("log.json")
+    assert got == want_for(bucket_server, demo_studies)
+
+
+def test_tar_requests_refused_together_share_one_refresh(page, site_url, fresh_proxy, bucket_server, demo_studies):
+    study = demo_studies[1]
+
+    def tars_need_t2(seen, _i):
+        if seen.method == "GET" and seen.path.split("?")[0].endswith(".tar") and seen.auth != "Bearer t2":
+            return Fault("status", 401)
+        return None
+    fresh_proxy.rules.append(tars_need_t2)
+    out = run(page, site_url, fresh_proxy, [study], "race-tar", token="t1", fresh="t2")
+    assert out["errors"] == [] and out["result"]["failed"] == [], out["errors"]
+    assert out["asked"] == 1
+    assert len([s for s in fresh_proxy.seen if s.path.split("?")[0].endswith(".tar") and s.status == 401]) == 3
+    got = read_folder(page, "race-tar")
+    got.pop("log.json")
+    assert got == want_for(bucket_server, [study])
