@@ -234,7 +234,13 @@ export class CodDownload {
 export async function createCodDownload(options = {}) {
   const pyodide = await loadRuntime();
   const browser = pyodide.pyimport("cod_retrieve.browser");
-  return new CodDownload(browser.create(options), options);
+  // A portal's getToken may reject with anything (a string, a DOMException):
+  // Python sees a plain Error, and reports it as a token problem.
+  const getToken = options.getToken;
+  const pyOptions = getToken
+    ? { ...options, getToken: () => Promise.resolve().then(() => getToken()).catch((e) => { throw shim.plainError(e); }) }
+    : options;
+  return new CodDownload(browser.create(pyOptions), options);
 }
 
 export default createCodDownload;

@@ -38,7 +38,7 @@ export function crcDigest(state) {
 // ("Object has already been destroyed": the await never resumes). Every
 // call Python awaits is therefore made by a JS function that turns any
 // rejection into a plain Error with the same name and message.
-function plainError(e) {
+export function plainError(e) {
   if (e instanceof Error && e.constructor === Error) return e;
   const err = new Error(String(e?.message ?? e ?? "unknown error"));
   err.name = typeof e?.name === "string" ? e.name : "Error";
@@ -53,6 +53,7 @@ async function guarded(fn) {
   }
 }
 
+export const fetchUrl = (url, init) => guarded(() => fetch(url, init));
 export const directory = (parent, name, create) => guarded(() => parent.getDirectoryHandle(name, { create }));
 export const fileHandle = (dir, name) => guarded(() => dir.getFileHandle(name));
 export const fileSize = (handle) => guarded(async () => (await handle.getFile()).size);

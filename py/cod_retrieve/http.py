@@ -107,9 +107,14 @@ class Auth:
                     self.token = await self._ask()
 
     async def _ask(self) -> str | None:
-        value = self.provider() if self.provider is not None else None
-        if inspect.isawaitable(value):
-            value = await value
+        if self.provider is None:
+            return None
+        try:
+            value = self.provider()
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception as e:  # noqa: BLE001 - whatever a host's provider raises, a user reads this
+            raise AuthError(f"the token provider failed: {_reason(e)}", status=0) from None
         return str(value) if value else None
 
     async def renew(self, refused: str | None) -> bool:

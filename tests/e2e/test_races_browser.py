@@ -67,3 +67,37 @@ def test_tar_requests_refused_together_share_one_refresh(page, site_url, fresh_p
     got = read_folder(page, "race-tar")
     got.pop("log.json")
     assert got == want_for(bucket_server, [study])
+
+
+REJECTING = """
+async ({ api, bucket, prefix, uids, how }) => {
+  const { createCodDownload } = await import('/cod-retrieve.mjs');
+  const reasons = { string: () => 'session over', dom: () => new DOMException('session over', 'QuotaExceededError'),
+                    error: () => new Error('session over') };
+  const cod = await createCodDownload({ apiBase: api, retry: { attempts: 2, base_delay: 0.01 },
+                                        getToken: async () => { throw reasons[how](); } });
+  window.__pickedName = 'rejecting-' + how;
+  await cod.initDirectory();
+  cod.initBucket({ bucket, bucketPrefix: prefix, token: 'expired' });
+  const job = await cod.download(uids, false);
+  const errors = [];
+  job.onError(p => errors.push(p.error.message));
+  const result = await job.start();
+  return { result, errors };
+}
+"""
+
+
+def test_a_rejecting_get_token_is_a_clear_error(page, site_url, fresh_proxy, demo_studies):
+    """Whatever getToken rejects with (a string, a DOMException of the kind that once killed
+    Pyodide, an Error), start() settles and each error names the token provider."""
+    fresh_proxy.required_token = "fresh"
+    study = demo_studies[0]
+    page.goto(f"{site_url}/index.html")
+    page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    for how in ("string", "dom", "error"):
+        out = page.evaluate(REJECTING, {"api": fresh_proxy.url, "bucket": study.bucket, "prefix": study.datastore,
+                                        "uids": [study.study_uid], "how": how})
+        assert out["result"]["succeeded"] == [] and out["result"]["failed"], how
+        assert out["errors"] and all("the token provider failed" in e and "session over" in e
+                                     for e in out["errors"]), (how, out["errors"])

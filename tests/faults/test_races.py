@@ -79,3 +79,14 @@ def test_tar_requests_refused_together_share_one_refresh(fresh_proxy, bucket_ser
     refused = [s for s in fresh_proxy.seen if s.path.split("?")[0].endswith(".tar") and s.status == 401]
     assert len(refused) == 3                      # the three in flight, each retried with t2
     assert folder_files(tmp_path) == bucket_files(bucket_server, study)
+
+
+def test_a_failing_token_provider_is_a_clear_error(fresh_proxy, demo_studies, tmp_path):
+    fresh_proxy.required_token = "fresh"
+
+    def broken():
+        raise RuntimeError("the portal's session has ended")
+    result, errors = run(fresh_proxy, demo_studies[:1], tmp_path, broken)
+    assert result["succeeded"] == [] and result["failed"]
+    assert errors and all("the token provider failed: the portal's session has ended" in e["error"] for e in errors)
+    assert not any(tmp_path.rglob("*.dcm"))

@@ -30,6 +30,16 @@ def to_u8(data) -> "js.Uint8Array":
     return u8
 
 
+def _fetch(url: str, init):
+    """fetch, through the shim where there is one: its rejections arrive as
+    plain Errors (see cod-shim.mjs: some DOMExceptions kill Pyodide)."""
+    return cod_shim.fetchUrl(url, init) if cod_shim is not None else js.fetch(url, init)
+
+
+def _read(reader):
+    return cod_shim.readChunk(reader) if cod_shim is not None else reader.read()
+
+
 class FetchResponse:
     def __init__(self, resp, controller) -> None:
         self.status = int(resp.status)
@@ -41,7 +51,7 @@ class FetchResponse:
         if self._reader is None:
             return None
         try:
-            r = await self._reader.read()
+            r = await _read(self._reader)
         except JsException as e:
             raise NetworkError(f"connection failed: {e}") from None
         if r.done:
@@ -58,8 +68,7 @@ class FetchResponse:
 async def open_url(url: str, headers: dict[str, str]) -> FetchResponse:
     controller = js.AbortController.new()
     try:
-        resp = await js.fetch(url, _js_obj({"headers": headers, "signal": controller.signal,
-                                            "cache": "no-store"}))
+        resp = await _fetch(url, _js_obj({"headers": headers, "signal": controller.signal, "cache": "no-store"}))
     except JsException as e:
         raise NetworkError(f"fetch of {url.split('?')[0]} failed: {e}") from None
     except BaseException:
