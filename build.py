@@ -58,7 +58,8 @@ NODE_MODULES = ROOT / "node_modules"
 PYODIDE_NPM = NODE_MODULES / "pyodide"
 REQUIREMENTS = ROOT / "requirements-test.txt"
 
-APT_PACKAGES = ["chromium", "chromium-driver", "firefox-esr", "webkit2gtk-driver", "xvfb", "unzip"]
+APT_PACKAGES = ["chromium", "chromium-driver", "firefox-esr", "webkit2gtk-driver", "xvfb", "unzip",
+                "xdotool", "imagemagick"]
 
 # Pure-Python wheels from PyPI shipped next to the Pyodide core: (name, version, sha256).
 PYPI_WHEELS = [

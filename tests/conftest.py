@@ -1,21 +1,16 @@
 """Session-wide test bed: one real bucket server (fake-gcs-server) with real COD studies.
 
-``tests/`` is put on sys.path so tests import ``from support.bucket import ...``.
+``pytest.ini`` puts ``tests/``, ``py/`` and the repository root on the import path
+(``pythonpath``), so tests import ``from support.bucket import ...``, ``cod_retrieve`` and
+``build``.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-_TESTS = str(Path(__file__).resolve().parent)
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
-
-from support.bucket import BucketServer, start_bucket_server  # noqa: E402
-from support.studies import StudyFixture, write_demo_studies  # noqa: E402
+from support.bucket import BucketServer, start_bucket_server
+from support.studies import StudyFixture, write_demo_studies
 
 
 @pytest.fixture(scope="session")

@@ -251,12 +251,15 @@ def test_corrupt_log_json_costs_only_verification(bucket_server, demo_studies, t
         (tmp_path / "log.json").write_bytes(b'{"logs": [1, 2, "trunc')
         rec.clear()
         stats = await cd.get_stats([fx.study_uid])
-        return cd, stats
+        untouched = (tmp_path / "log.json").read_bytes()      # getStats writes nothing
+        job, result, ev = await run_download(cd, [fx.study_uid])
+        return stats, untouched, result
 
-    cd, stats = asyncio.run(main())
+    stats, untouched, result = asyncio.run(main())
     assert stats["totalSavedSeriesCount"] == 3 and stats["totalSavedSizeBytes"] == fx.total_dicom_bytes
-    assert rec.tar_calls() == []
-    assert len(_log(tmp_path)) == 11          # rebuilt from the verified files
+    assert untouched == b'{"logs": [1, 2, "trunc'
+    assert result["failed"] == [] and rec.tar_calls() == []
+    assert len(_log(tmp_path)) == 11          # rebuilt from the verified files by the download
 
 
 def test_prefix_with_url_special_characters(bucket_server, tmp_path):

@@ -6,7 +6,6 @@ import base64
 import copy
 import gzip
 import json
-import time
 import tracemalloc
 import zlib
 
@@ -149,19 +148,16 @@ def _gzip_zeros(total: int) -> bytes:
     return b"".join(parts)
 
 
-def test_gzip_bomb_refused_quickly_with_bounded_memory():
+def test_gzip_bomb_refused_with_bounded_memory():
     bomb = _gzip_zeros(300 << 20)
     assert len(bomb) < 2_000_000
     tracemalloc.start()
-    t0 = time.monotonic()
     try:
         with pytest.raises(MetadataError, match="gzip bomb"):
             _parse(bomb)
-        elapsed = time.monotonic() - t0
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert elapsed < 8   # with tracemalloc on; ~1.2 s without
     # Bounded by the limit, not by the bomb. (Observed: about 2x the limit, because zlib
     # builds the final bytes object from its output blocks: ~512 MB peak for a 300 MB bomb.)
     assert peak < 2 * MAX_METADATA_BYTES + (64 << 20)

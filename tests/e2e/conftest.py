@@ -4,17 +4,10 @@ Chromium rejects the real picker). Helpers live in support/browser.py."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "py"))
-
-import build  # noqa: E402
-from support.browser import CHROMIUM, CHROMIUM_ARGS, PICKER  # noqa: E402
+import build
+from support.browser import CHROMIUM, CHROMIUM_ARGS, PICKER
 
 
 @pytest.fixture(scope="session")

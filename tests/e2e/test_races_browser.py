@@ -101,3 +101,23 @@ def test_a_rejecting_get_token_is_a_clear_error(page, site_url, fresh_proxy, dem
         assert out["result"]["succeeded"] == [] and out["result"]["failed"], how
         assert out["errors"] and all("the token provider failed" in e and "session over" in e
                                      for e in out["errors"]), (how, out["errors"])
+
+
+def test_requests_without_response_headers_are_aborted_and_free_their_connections(page, site_url, fresh_proxy,
+                                                                                bucket_server, demo_studies):
+    """Six tar requests whose headers never come (as many as Chromium's connections per
+    host): each fetch is aborted after the stall timeout, so the connection is freed and
+    later requests reach the bucket; every file lands."""
+    from support.faultproxy import on_path
+    study = demo_studies[1]
+    rule = on_path(".tar", Fault("silent"), times=6)
+    fresh_proxy.rules.append(rule)
+    out = run(page, site_url, fresh_proxy, [study], "silent", token="t", stall=2)
+    assert out["errors"] == [] and out["result"]["failed"] == [], out["errors"]
+    assert rule.fired == 6
+    silent = [s for s in fresh_proxy.seen if s.fault == "silent"]
+    fresh_proxy.wait_until(lambda: all(s.done for s in silent), what="the held requests to end")
+    assert len(silent) == 6 and all(s.client_closed is True for s in silent)
+    got = read_folder(page, "silent")
+    got.pop("log.json")
+    assert got == want_for(bucket_server, [study])

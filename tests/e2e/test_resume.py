@@ -3,7 +3,11 @@ missing (plus what was in flight) is fetched again, and the folder ends whole.""
 
 from __future__ import annotations
 
+import threading
+
 from support.browser import expected_files, read_folder
+from support.faultproxy import Fault, on_path
+from support.files import tars_by_size
 
 # The same folder, bucket and settings on both sides of the kill.
 OPEN = """
@@ -17,8 +21,8 @@ OPEN = """
 START = """
 async ({ api, bucket, prefix, uids, folder }) => {
 """ + OPEN + """  const job = await cod.download(uids, false);
-  window.__done = 0; window.__total = 1;
-  job.onProgress(p => { window.__done = p.jobBytesDone; window.__total = p.jobBytesTotal; });
+  window.__saved = 0;
+  job.onSave(p => { window.__saved += p.size; });
   job.start();            // not awaited: the tab is closed while it runs
   return true;
 }
@@ -41,6 +45,12 @@ def test_kill_half_way_and_resume(browser, site_url, fresh_proxy, bucket_server,
     st = resume_study
     args = {"api": fresh_proxy.url, "bucket": st.bucket, "prefix": st.datastore,
             "uids": [st.study_uid], "folder": "resume"}
+    # Every tar is held at 3/4 of its bytes until the tab is gone: the kill is
+    # certain to come half-way (more than half saved, and not everything).
+    release = threading.Event()
+    sizes = tars_by_size(bucket_server, st)
+    hold = on_path(".tar", Fault("hold", at=sizes[-1][1] * 3 // 4, release=release), times=len(sizes), ranged=False)
+    fresh_proxy.rules.append(hold)
     context = browser.new_context()
     context.add_init_script(PICKER)
     try:
@@ -48,8 +58,12 @@ def test_kill_half_way_and_resume(browser, site_url, fresh_proxy, bucket_server,
         first.goto(f"{site_url}/index.html")
         first.wait_for_selector("body[data-ready='1']", timeout=60_000)
         first.evaluate(START, args)
-        first.wait_for_function("window.__done >= window.__total / 2", timeout=120_000, polling=50)
+        first.wait_for_function(f"window.__saved >= {st.total_dicom_bytes // 2}", timeout=120_000, polling=50)
+        fresh_proxy.wait_until(lambda: hold.fired == len(sizes), what="every tar held")
         first.close()                                   # the tab dies mid-download
+        # Its held connections are closed with it; nothing of it is under way any more.
+        fresh_proxy.wait_until(lambda: all(s.done for s in fresh_proxy.seen), what="the first tab's requests ended")
+        release.set()
         n_before = len(fresh_proxy.seen)
 
         second = context.new_page()
@@ -81,4 +95,5 @@ def test_kill_half_way_and_resume(browser, site_url, fresh_proxy, bucket_server,
         got.pop("log.json")
         assert got == expected_files(bucket_server.url, st)
     finally:
+        release.set()
         context.close()

@@ -10,7 +10,7 @@ import time
 import urllib.parse
 import zipfile
 
-from support.browser import expected_files
+from support.browser import expected_files, wait_for_downloads
 
 UNZIP = "/usr/bin/unzip"
 
@@ -23,6 +23,26 @@ async () => {
   for await (const n of dir.keys()) names.push(n);
   return names.sort();
 }
+"""
+
+
+# Spool files are removed a while (2 minutes) after their hand-over to the
+# browser: tests that look at what is left make that "never", so what they see
+# does not depend on how long the checks before took.
+KEEP_SPOOL = """async () => {
+  const { loadRuntime } = await import('./cod-retrieve.mjs');
+  (await loadRuntime()).runPython('import cod_retrieve.zipsink as z; z.KEEP_AFTER_HANDOFF = 1e9');
+}"""
+
+# Records each hand-over to the browser's download (an <a download> click) and
+# whether the job had ended (body[data-job-state]) at that moment.
+HANDOFFS = """
+window.__handoffs = [];
+const click = HTMLAnchorElement.prototype.click;
+HTMLAnchorElement.prototype.click = function () {
+  if (this.download) window.__handoffs.push({ name: this.download, ended: !!document.body.dataset.jobState });
+  return click.call(this);
+};
 """
 
 
@@ -51,8 +71,10 @@ def check_zip(path, study, want_all: dict) -> None:
 def test_page_zip_two_studies(page, site_url, bucket_server, demo_studies, tmp_path):
     downloads = []
     page.on("download", lambda d: downloads.append(d))
+    page.add_init_script(HANDOFFS)
     page.goto(page_url(site_url, bucket_server, demo_studies))
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    page.evaluate(KEEP_SPOOL)
     # a stale spool file of an interrupted earlier job: removed by the next run
     page.evaluate("""async () => {
       const root = await navigator.storage.getDirectory();
@@ -71,7 +93,11 @@ def test_page_zip_two_studies(page, site_url, bucket_server, demo_studies, tmp_p
     statuses = page.locator("#series-table tbody td:last-child").all_inner_texts()
     assert statuses == ["saved"] * 7
 
-    # both downloads started before on_complete (the job state is set after it)
+    # both zips were handed to the browser before on_complete (the job state is set after it)
+    handoffs = page.evaluate("window.__handoffs")
+    assert sorted(h["name"] for h in handoffs) == sorted(f"{s.study_uid}.zip" for s in demo_studies)
+    assert not any(h["ended"] for h in handoffs), handoffs
+    wait_for_downloads(page, downloads, 2)
     assert len(downloads) == 2, [d.suggested_filename for d in downloads]
     assert sorted(d.suggested_filename for d in downloads) == sorted(f"{s.study_uid}.zip" for s in demo_studies)
     total = check_downloads(downloads, demo_studies, bucket_server, tmp_path)
@@ -90,6 +116,7 @@ def test_module_zip_then_next_run_cleans_spool(page, site_url, bucket_server, de
     fx = demo_studies[0]
     page.goto(f"{site_url}/index.html")
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    page.evaluate(KEEP_SPOOL)
     with page.expect_download() as info:
         result = page.evaluate("""async ([api, bucket, prefix, uid]) => {
           const { createCodDownload } = await import('./cod-retrieve.mjs');

@@ -44,11 +44,26 @@ try {
   out.errors = await page.evaluate(() => document.getElementById("errors").innerText);
   out.overall = await page.evaluate(() => document.getElementById("overall-text").innerText);
   out.pickerNote = await page.evaluate(() => !document.getElementById("picker-note").hidden);
-  // Firefox writes "<name>.part" first: wait until the zips are complete
-  const want = Number(process.env.WANT_ZIPS || "2");
-  for (let i = 0; i < 600; i++) {
+  // Firefox writes "<name>.part" and renames it when done: wait until no .part
+  // is left and every expected zip is whole (it ends with an end-of-central-
+  // directory record that matches its own length). The deadline is a safety net.
+  const want = process.env.WANT_ZIPS.split(",");
+  const whole = (file) => {
+    let buf;
+    try { buf = fs.readFileSync(path.join(downloadPath, file)); } catch { return false; }
+    if (buf.length < 22) return false;
+    const eocd = buf.length - 22;
+    if (buf.readUInt32LE(eocd) !== 0x06054b50 || buf.readUInt16LE(eocd + 20) !== 0) return false;
+    const entries = buf.readUInt16LE(eocd + 10), size = buf.readUInt32LE(eocd + 12), offset = buf.readUInt32LE(eocd + 16);
+    if (offset === 0xffffffff || size === 0xffffffff || entries === 0xffff)   // ZIP64: its locator precedes
+      return eocd >= 20 && buf.readUInt32LE(eocd - 20) === 0x07064b50;
+    return entries > 0 && offset + size === eocd;
+  };
+  const deadline = Date.now() + 120000;
+  for (;;) {
     const names = fs.readdirSync(downloadPath);
-    if (names.filter((n) => n.endsWith(".zip")).length >= want && !names.some((n) => n.endsWith(".part"))) break;
+    if (!names.some((n) => n.endsWith(".part")) && want.every(whole)) break;
+    if (Date.now() > deadline) throw new Error(`downloads not complete: ${names.join(" ")}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   out.files = fs.readdirSync(downloadPath);
@@ -64,7 +79,8 @@ def test_firefox_zip_two_studies(site_url, bucket_server, demo_studies, tmp_path
     dl = tmp_path / "downloads"
     dl.mkdir()
     url = page_url(site_url, bucket_server, demo_studies)
-    env = dict(os.environ, WANT_ZIPS=str(len(demo_studies)), HOME=str(tmp_path / "home"))
+    env = dict(os.environ, WANT_ZIPS=",".join(f"{s.study_uid}.zip" for s in demo_studies),
+               HOME=str(tmp_path / "home"))
     r = subprocess.run(["node", "--input-type=module", "-e", SCRIPT, url, str(dl)], cwd=ROOT,
                        capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

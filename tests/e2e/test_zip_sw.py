@@ -9,7 +9,7 @@ more) is checked too."""
 
 from __future__ import annotations
 
-from support.browser import expected_files
+from support.browser import expected_files, wait_for_downloads
 from test_zip import check_downloads, check_zip
 
 RUN = """async ([api, bucket, prefix, uids, spool]) => {
@@ -40,7 +40,7 @@ def test_zip_two_studies_streamed_by_service_worker(page, site_url, bucket_serve
     assert result["errors"] == [] and result["failed"] == 0, result
     assert result["done"] == result["total"]
     assert result["stats"]["chunks"] > 0 and result["stats"]["bytes"] > 0, result
-    page.wait_for_timeout(500)
+    wait_for_downloads(page, downloads, len(demo_studies))
     assert sorted(d.suggested_filename for d in downloads) == sorted(f"{s.study_uid}.zip" for s in demo_studies)
     total = check_downloads(downloads, demo_studies, bucket_server, tmp_path)
     # every byte of both zips went through the stream, and nothing was spooled to OPFS
@@ -52,7 +52,7 @@ def test_zip_two_studies_streamed_by_service_worker(page, site_url, bucket_serve
       return null; }""") is None
 
 
-BACKPRESSURE = """async ([chunks, chunkSize, pauseMs]) => {
+BACKPRESSURE = """async ([chunks, chunkSize]) => {
   const { loadRuntime } = await import('./cod-retrieve.mjs');
   const py = await loadRuntime();
   await py.runPythonAsync(`
@@ -72,10 +72,16 @@ bp_task = asyncio.ensure_future(bp_produce())
     return s.get('bytes') - s0.get('bytes');
   };
   const url = py.globals.get('bp_writer').url;
+  const stream = py.globals.get('bp_writer')._stream;
+  const task = py.globals.get('bp_task');
   const reader = (await fetch(url)).body.getReader();
   let read = 0, maxAhead = 0, reads = 0;
   for (;;) {
-    await new Promise((r) => setTimeout(r, pauseMs));
+    // Read only while the writer is stuck waiting for the browser to pull
+    // (StreamDownload._wake is set then), or once it is done: the slowest
+    // reader that still gets everything. Without backpressure the writer
+    // would never wait, and would run ahead.
+    while (stream._wake === null && !task.done()) await new Promise((r) => setTimeout(r, 0));
     maxAhead = Math.max(maxAhead, sent() - read);
     const r = await reader.read();
     if (r.done) break;
@@ -89,12 +95,13 @@ bp_task = asyncio.ensure_future(bp_produce())
 
 
 def test_service_worker_stream_has_backpressure(page, site_url):
-    """A reader that takes its time: the Python writer is never more than a few
-    chunks ahead of what was read (without backpressure it would be done at once)."""
+    """A reader that reads only while the writer waits for it: the Python writer
+    is never more than a few chunks ahead of what was read, and waits again and
+    again (without backpressure it would never wait and be done at once)."""
     page.goto(f"{site_url}/index.html")
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
     chunks, size = 24, 1 << 20
-    r = page.evaluate(BACKPRESSURE, [chunks, size, 15])
+    r = page.evaluate(BACKPRESSURE, [chunks, size])
     print(f"\nbackpressure: {r}")
     assert r["read"] == r["sent"] == chunks * size
     assert r["maxAhead"] <= 4 * size, r

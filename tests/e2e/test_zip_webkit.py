@@ -23,9 +23,10 @@ from test_zip import check_study_zips, page_url
 DRIVER = "/usr/bin/WebKitWebDriver"
 
 SCRIPT = r"""
-import base64, json, os, sys, time
+import base64, json, os, sys, time, zipfile
 from pathlib import Path
 from selenium import webdriver
+from selenium.webdriver.support.wait import WebDriverWait
 
 url, out_dir = sys.argv[1], Path(sys.argv[2])
 # Records every <a download> click (the download itself still happens).
@@ -42,18 +43,17 @@ res = {}
 try:
     d.set_script_timeout(120)
     d.get(url)
-    t0 = time.time()
-    while time.time() - t0 < 180 and not d.execute_script("return document.body.dataset.ready || ''"):
-        time.sleep(0.5)
+    WebDriverWait(d, 180, poll_frequency=0.2).until(
+        lambda d: d.execute_script("return document.body.dataset.ready || ''"))
     res["storage"] = d.execute_script("return !!(navigator.storage && navigator.storage.getDirectory)")
     res["pickerNote"] = d.execute_script("return !document.getElementById('picker-note').hidden")
     d.execute_script(CAPTURE)
     res["names"] = []
     t0 = time.time()
     d.find_element("id", "download-zip").click()
-    while time.time() - t0 < 300 and not d.execute_script("return document.body.dataset.jobState || ''"):
-        time.sleep(0.25)
-    res["seconds"] = time.time() - t0
+    WebDriverWait(d, 300, poll_frequency=0.2).until(
+        lambda d: d.execute_script("return document.body.dataset.jobState || ''"))
+    res["seconds"] = time.time() - t0     # reported, never asserted on
     res["state"] = d.execute_script("return document.body.dataset.jobState || ''")
     res["errors"] = d.execute_script("return document.getElementById('errors').innerText")
     res["overall"] = d.execute_script("return document.getElementById('overall-text').innerText")
@@ -61,15 +61,33 @@ try:
     frames = d.execute_script(
         "return [...document.querySelectorAll('iframe')].map(f => f.src).filter(s => s.includes('/__cod-download__/'))")
     res["streamed"] = [f.rsplit("/", 1)[-1] for f in frames]
-    time.sleep(1)
-    if frames:   # streamed downloads land in $HOME: wait until they are all there, sizes steady
-        home, last, t0 = Path(os.environ["HOME"]), None, time.time()
-        while time.time() - t0 < 120:
-            now = sorted((p.name, p.stat().st_size) for p in home.iterdir() if p.is_file())
-            if now == last and sum(n.endswith(".zip") for n, _ in now) >= len(frames):
-                break
-            last = now
-            time.sleep(1)
+    if frames:
+        # Streamed downloads land in $HOME. Every zip byte went through the stream
+        # (STREAM_STATS counts them), so the downloads are complete once the streamed
+        # zips are all there, together exactly that many bytes (none ever grows past
+        # its final size), each a whole zip.
+        streamed = d.execute_async_script('''
+          const cb = arguments[arguments.length - 1];
+          import('./cod-retrieve.mjs').then((m) => m.loadRuntime()).then((py) => cb(JSON.parse(py.runPython(
+            'import json; from cod_retrieve._compat._in_pyodide import STREAM_STATS; json.dumps(STREAM_STATS)')).bytes))
+            .catch((e) => cb('ERR ' + e));
+        ''')
+        assert isinstance(streamed, int), streamed
+        res["streamedBytes"] = streamed
+        home = Path(os.environ["HOME"])
+
+        def whole_zip(p):
+            try:
+                with zipfile.ZipFile(p) as zf:
+                    return zf.testzip() is None and len(zf.namelist()) > 0
+            except (OSError, zipfile.BadZipFile):
+                return False
+
+        def landed(_):
+            paths = [home / n for n in res["streamed"]]
+            return (all(p.is_file() for p in paths) and sum(p.stat().st_size for p in paths) == streamed
+                    and all(whole_zip(p) for p in paths))
+        WebDriverWait(d, 120, poll_frequency=0.2).until(landed)
         for p in home.glob("*.zip"):
             (out_dir / p.name).write_bytes(p.read_bytes())
             res["names"].append(p.name)

@@ -90,3 +90,32 @@ def test_a_failing_token_provider_is_a_clear_error(fresh_proxy, demo_studies, tm
     assert result["succeeded"] == [] and result["failed"]
     assert errors and all("the token provider failed: the portal's session has ended" in e["error"] for e in errors)
     assert not any(tmp_path.rglob("*.dcm"))
+
+
+def test_requests_without_response_headers_are_aborted_and_free_their_connections(fresh_proxy, bucket_server,
+                                                                                demo_studies, tmp_path):
+    """Six tar requests whose headers never come: each is given up after the stall
+    timeout and its connection closed (the proxy sees the client hang up), and the
+    retries get every file."""
+    from support.faultproxy import on_path
+    study = demo_studies[1]
+    rule = on_path(".tar", Fault("silent"), times=6)
+    fresh_proxy.rules.append(rule)
+
+    async def go():
+        cd = CodDownload(api_base=fresh_proxy.url, retry=RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.05,
+                                                                      stall_timeout=2.0))
+        await cd.init_directory(tmp_path)
+        cd.init_bucket({"bucket": study.bucket, "bucketPrefix": study.datastore, "token": "t"})
+        job = await cd.download([study.study_uid])
+        errors = []
+        job.on_error(errors.append)
+        return await job.start(), errors
+
+    result, errors = asyncio.run(go())
+    assert errors == [] and result["failed"] == [], errors
+    assert rule.fired == 6
+    silent = [s for s in fresh_proxy.seen if s.fault == "silent"]
+    fresh_proxy.wait_until(lambda: all(s.done for s in silent), what="the held requests to end")
+    assert len(silent) == 6 and all(s.client_closed is True for s in silent)
+    assert folder_files(tmp_path) == bucket_files(bucket_server, study)

@@ -27,10 +27,12 @@ window.showDirectoryPicker = async () => {
 };
 """
 
-# Reads a folder back from OPFS: relative path, size and SHA-256 of every file.
+# Reads a folder back from OPFS (null: the OPFS root itself): relative path,
+# size and SHA-256 of every file.
 READ_BACK = """
 async (name) => {
-  const root = await (await navigator.storage.getDirectory()).getDirectoryHandle(name);
+  const top = await navigator.storage.getDirectory();
+  const root = name === null ? top : await top.getDirectoryHandle(name);
   const out = {};
   async function walk(dir, prefix) {
     for await (const [n, h] of dir.entries()) {
@@ -46,8 +48,21 @@ async (name) => {
 """
 
 
-def read_folder(page, name: str = "picked") -> dict:
+def read_folder(page, name: str | None = "picked") -> dict:
+    """Every file under OPFS folder `name` (None: the whole OPFS root)."""
     return page.evaluate(READ_BACK, name)
+
+
+def wait_for_downloads(page, downloads: list, n: int, timeout: float = 120.0) -> None:
+    """Until `downloads` (filled by a page.on("download") handler) holds `n`
+    downloads. Playwright hands events over only while one of its calls runs,
+    so this keeps one running (a short wait) until the condition holds;
+    `timeout` is a safety net."""
+    import time
+    deadline = time.monotonic() + timeout
+    while len(downloads) < n:
+        assert time.monotonic() < deadline, f"{len(downloads)} of {n} downloads after {timeout} s"
+        page.wait_for_timeout(50)
 
 
 def expected_files(server_url: str, study, bucket: str | None = None) -> dict:

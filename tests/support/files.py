@@ -29,8 +29,13 @@ def folder_files(root: Path) -> dict[str, str]:
             for p in root.rglob("*") if p.is_file() and p.name != "log.json"}
 
 
+def tars_by_size(server, study) -> list[tuple[str, int]]:
+    """(file name, size) of every series tar, biggest first (ties by name)."""
+    items, _ = server.list_objects(study.bucket, study.study_prefix)
+    tars = [(o["name"].rsplit("/", 1)[1], int(o["size"])) for o in items if o["name"].endswith(".tar")]
+    return sorted(tars, key=lambda t: (-t[1], t[0]))
+
+
 def largest_tar(server, study) -> str:
     """The biggest series tar's name: a fault placed at byte N must find N bytes."""
-    items, _ = server.list_objects(study.bucket, study.study_prefix)
-    tars = [o for o in items if o["name"].endswith(".tar")]
-    return max(tars, key=lambda o: int(o["size"]))["name"].rsplit("/", 1)[1]
+    return tars_by_size(server, study)[0][0]

@@ -1,0 +1,140 @@
+"""The page's Pause and Resume buttons on a real download (index.html, its own
+controls, headless Chromium, the real bucket behind the fault proxy).
+
+The proxy holds every tar the job starts at HOLD_AT bytes until the test
+releases it, so the job is certainly mid-download when Pause is pressed, with
+one read per running series waiting on the wire. Paused, the hold is
+released: those reads land, and after that nothing is asked of the bucket and
+nothing more is read until Resume; then every file lands as the bucket has it,
+and nothing was fetched twice."""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+
+from support.browser import expected_files, read_folder
+from support.faultproxy import Fault, on_path
+from support.files import tars_by_size
+
+HOLD_AT = 256 * 1024        # below the smallest tar of the study
+CONCURRENCY = 3             # the page's: series downloaded at once
+
+# Instrumentation of the real page (nothing replaced): every fetch and every
+# read of a fetched body is counted, and any begun while the page shows the
+# paused state (the button reads "Resume") is written down; the page's Job is
+# kept in window.__job, with the client's byte count when it was made.
+INSTRUMENT = """
+async () => {
+  const m = await import('/cod-retrieve.mjs');
+  const rec = window.__rec = { pendingReads: 0, whilePaused: [] };
+  const paused = () => document.getElementById('pause').textContent === 'Resume';
+  const bodies = new WeakMap(), readers = new WeakMap();
+  const fetch0 = window.fetch;
+  window.fetch = function (input, init) {
+    const url = String(input?.url ?? input);
+    if (paused()) rec.whilePaused.push(['fetch', url]);
+    return fetch0.call(this, input, init).then((r) => { if (r.body) bodies.set(r.body, url); return r; });
+  };
+  const getReader0 = ReadableStream.prototype.getReader;
+  ReadableStream.prototype.getReader = function (...a) {
+    const reader = getReader0.apply(this, a);
+    if (bodies.has(this)) readers.set(reader, bodies.get(this));
+    return reader;
+  };
+  const read0 = ReadableStreamDefaultReader.prototype.read;
+  ReadableStreamDefaultReader.prototype.read = function (...a) {
+    const url = readers.get(this);
+    const p = read0.apply(this, a);
+    if (url === undefined) return p;
+    if (paused()) rec.whilePaused.push(['read', url]);
+    rec.pendingReads += 1;
+    return p.finally(() => { rec.pendingReads -= 1; });
+  };
+  const download0 = m.CodDownload.prototype.download;
+  m.CodDownload.prototype.download = async function (...a) {
+    const job = await download0.apply(this, a);
+    window.__planBytes = job.traffic().bodyBytes;      // listing and metadata of this job's plan
+    window.__job = job;
+    return job;
+  };
+}
+"""
+
+# Turns of the page's Python event loop: any task that can run, runs (a job
+# that did not hold would read on and fetch the next series here).
+LOOP_TURNS = """
+async () => {
+  const { loadRuntime } = await import('/cod-retrieve.mjs');
+  await (await loadRuntime()).runPythonAsync('import asyncio\\nfor _ in range(200):\\n    await asyncio.sleep(0)');
+}
+"""
+
+
+def page_url(site_url, proxy, study) -> str:
+    q = [("api", proxy.url), ("bucket", study.bucket), ("prefix", study.datastore),
+         ("StudyInstanceUIDs", study.study_uid)]
+    return f"{site_url}/index.html?{urllib.parse.urlencode(q)}"
+
+
+def traffic(page) -> dict:
+    return page.evaluate("window.__job.traffic()")
+
+
+def test_pause_and_resume_buttons(page, site_url, fresh_proxy, bucket_server, demo_studies):
+    study = demo_studies[1]                       # 4 series: one waits while 3 run
+    assert len(study.series) > CONCURRENCY
+    release = threading.Event()
+    hold = on_path(".tar", Fault("hold", at=HOLD_AT, release=release), times=CONCURRENCY, ranged=False)
+    fresh_proxy.rules.append(hold)
+    try:
+        page.goto(page_url(site_url, fresh_proxy, study))
+        page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+        page.evaluate(INSTRUMENT)
+        page.evaluate("window.__pickedName = 'paused'")
+        page.get_by_role("button", name="Choose folder").click()
+        page.wait_for_function("!document.getElementById('download').disabled")
+        page.get_by_role("button", name="Download", exact=True).click()
+
+        # Mid-download, certainly: every running series' tar held at HOLD_AT, all
+        # of it taken by the page, and its next read waiting for more.
+        fresh_proxy.wait_until(lambda: hold.fired == CONCURRENCY, what="every running tar held")
+        page.wait_for_function(f"""window.__job && window.__rec.pendingReads === {CONCURRENCY}
+            && window.__job.traffic().bodyBytes === window.__planBytes + {CONCURRENCY * HOLD_AT}""",
+                               timeout=60_000)
+        statuses = page.locator("#series-table tbody td:last-child").all_inner_texts()
+        assert statuses.count("downloading") == CONCURRENCY, statuses
+
+        page.get_by_role("button", name="Pause").click()
+        page.wait_for_function("document.getElementById('pause').textContent === 'Resume'")
+        assert page.evaluate("window.__job.state") == "paused"
+        n_paused, t_paused = len(fresh_proxy.seen), traffic(page)
+
+        release.set()                             # the reads under way when paused land ...
+        page.wait_for_function("window.__rec.pendingReads === 0", timeout=60_000)
+        n_landed, t_landed = len(fresh_proxy.seen), traffic(page)
+        page.evaluate(LOOP_TURNS)                 # ... and then nothing moves
+        n_later, t_later = len(fresh_proxy.seen), traffic(page)
+        assert page.evaluate("window.__rec.whilePaused") == []
+        assert n_paused == n_landed == n_later                       # no request reached the bucket
+        assert t_paused["requests"] == t_landed["requests"] == t_later["requests"]
+        assert t_landed["bodyBytes"] == t_later["bodyBytes"]          # not a byte read after they landed
+        assert not page.evaluate("document.body.dataset.jobState")   # still paused, not ended
+
+        page.get_by_role("button", name="Resume").click()
+        page.wait_for_selector("body[data-job-state]", timeout=120_000)
+        assert page.evaluate("document.body.dataset.jobState") == "done", page.locator("#errors").inner_text()
+    finally:
+        release.set()
+    assert page.evaluate("window.__rec.whilePaused") == []           # nothing begun in the whole pause
+    assert page.locator("#pause").inner_text() == "Pause"
+    statuses = page.locator("#series-table tbody td:last-child").all_inner_texts()
+    assert statuses == ["saved"] * len(study.series)
+    got = read_folder(page, "paused")
+    got.pop("log.json")
+    assert got == expected_files(bucket_server.url, study)
+    # Every tar fetched once, whole, without Range: nothing was lost or fetched again.
+    tars = [s for s in fresh_proxy.seen if s.method == "GET" and s.path.split("?")[0].endswith(".tar")]
+    assert len(tars) == len(study.series) and all(s.range is None and s.status == 200 for s in tars)
+    sizes = dict(tars_by_size(bucket_server, study))
+    assert all(s.body_bytes == sizes[s.path.split("?")[0].rsplit("/", 1)[1]] for s in tars)
