@@ -146,32 +146,148 @@ const EVENTS = {
   onComplete: "complete", onError: "error", onSeries: "series",
 };
 
+// ---- The Worker that runs Pyodide and the jobs (cod-worker.mjs). One per page,
+// shared by every CodDownload on it. A worker script must be same-origin with
+// the page: a blob: URL (the page's origin) imports the module from ours.
+class WorkerRuntime {
+  constructor() {
+    const src = `import ${JSON.stringify(new URL("cod-worker.mjs", BASE).href)};`;
+    const url = URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
+    this.worker = new Worker(url, { type: "module", name: "cod-retrieve" });
+    this.calls = new Map();
+    this.nextCall = 1;
+    this.jobs = new Map();        // job id -> Job (for its callbacks)
+    this.tokenSources = new Map(); // CodDownload id -> getToken
+    this.worker.onmessage = (ev) => this._message(ev.data);
+    this.worker.onerror = (ev) => {
+      const error = new Error(`the downloader's worker failed: ${ev.message ?? "unknown error"}`);
+      for (const c of this.calls.values()) c.reject(error);
+      this.calls.clear();
+    };
+  }
+
+  call(op, args = [], transfer = []) {
+    const id = this.nextCall++;
+    return new Promise((resolve, reject) => {
+      this.calls.set(id, { resolve, reject });
+      this.worker.postMessage({ id, op, args }, transfer);
+    });
+  }
+
+  _message(msg) {
+    if (msg.type === "event") { this.jobs.get(msg.job)?._event(msg.event, msg.payload); return; }
+    if (msg.type === "host") { this._host(msg); return; }
+    const call = this.calls.get(msg.id);
+    this.calls.delete(msg.id);
+    if (!call) return;
+    if (msg.ok) call.resolve(msg.value);
+    else call.reject(Object.assign(new Error(msg.error.message), { name: msg.error.name, kind: msg.error.kind }));
+  }
+
+  // What the worker cannot do itself: ask the portal for a token, start a
+  // download from the page, register the service worker and open its streams.
+  async _host({ id, op, args }) {
+    if (op === "deliver") { shim.deliverFile(args[0], args[1]); return; }
+    const reply = (ok, value, transfer = []) =>
+      this.worker.postMessage({ type: "host-reply", id, ok, ...(ok ? { value } : { error: value }) }, transfer);
+    try {
+      if (op === "getToken") {
+        reply(true, (await this.tokenSources.get(args[0])?.()) ?? null);
+      } else if (op === "serviceWorker") {
+        await shim.serviceWorker();
+        reply(true, null);
+      } else if (op === "openStream") {
+        const { port, url } = await shim.openStreamPort(args[0]);
+        reply(true, { port, url }, [port]);
+      } else if (op === "startStream") {
+        shim.startStream(args[0]);
+        reply(true, null);
+      } else if (op === "endStream") {
+        shim.endStream(args[0]);
+        reply(true, null);
+      } else {
+        throw new Error(`unknown host call ${op}`);
+      }
+    } catch (e) {
+      const p = shim.plainError(e);
+      reply(false, { name: p.name, message: p.message });
+    }
+  }
+}
+
+let workerRuntime = null;
+
+async function startWorker() {
+  workerRuntime ??= (async () => {
+    const rt = new WorkerRuntime();
+    await rt.call("boot", [{ serviceWorkerUsable: shim.serviceWorkerUsable() }]);
+    return rt;
+  })();
+  try {
+    return await workerRuntime;
+  } catch (e) {
+    workerRuntime = null;
+    throw e;
+  }
+}
+
 export class Job {
-  constructor(py) {
-    this._py = py;
+  constructor(rt, id) {
+    this._rt = rt;
+    this._id = id;
+    this._state = "new";
+    this._traffic = null;
+    this._callbacks = {};
+    rt.jobs.set(id, this);
     for (const [method, event] of Object.entries(EVENTS)) {
       this[method] = (callback) => {
-        const cb = event === "error"
-          ? (p) => callback({ ...p, error: Object.assign(new Error(p.error), { kind: p.kind }) })
-          : callback;
-        this._py.on(event, cb);
+        if (!this._callbacks[event]) {
+          this._callbacks[event] = [];
+          rt.call("listen", [id, event]);
+        }
+        this._callbacks[event].push(callback);
         return this;
       };
     }
   }
-  start() { return this._py.start(); }
-  cancel() { this._py.cancel(); }
-  pause() { this._py.pause(); }
-  resume() { this._py.resume(); }
-  get state() { return this._py.state; }
-  traffic() { return this._py.traffic(); }
+
+  _event(event, payload) {
+    if (event === "series" && payload?.status === "downloading" && this._state === "new") this._state = "running";
+    const p = event === "error"
+      ? { ...payload, error: Object.assign(new Error(payload.error), { kind: payload.kind }) }
+      : payload;
+    for (const cb of this._callbacks[event] ?? []) {
+      try { cb(p); } catch (e) { console.error(e); }
+    }
+  }
+
+  async start() {
+    this._state = "running";
+    try {
+      const { result, state, traffic } = await this._rt.call("start", [this._id]);
+      this._state = state;
+      this._traffic = traffic;
+      return result;
+    } finally {
+      this._rt.jobs.delete(this._id);
+    }
+  }
+
+  cancel() { if (["new", "running", "paused"].includes(this._state)) this._state = "cancelled"; this._rt.call("cancel", [this._id]); }
+  pause() { if (this._state === "running") this._state = "paused"; this._rt.call("pause", [this._id]); }
+  resume() { if (this._state === "paused") this._state = "running"; this._rt.call("resume", [this._id]); }
+  get state() { return this._state; }
+  /** Requests, retries and body bytes of the job; known once start() has resolved. */
+  traffic() { return this._traffic; }
 }
 
 export class CodDownload {
-  constructor(py, options) {
-    this._py = py;
+  constructor(rt, id, options) {
+    this._rt = rt;
+    this._id = id;
     this.options = options;
     this.directoryHandle = null;
+    this._bucket = Promise.resolve();
     this._errorCallbacks = options?.onError ? [options.onError] : [];
   }
 
@@ -216,31 +332,42 @@ export class CodDownload {
     }
     this.directoryHandle = handle;
     await storeHandle(handle);
-    await this._py.set_directory(handle);
+    await this._rt.call("setDirectory", [this._id, handle]);
   }
 
-  initBucket(details) { this._py.init_bucket(details); }
-  getStats(studyUIDs) { return this._py.get_stats(studyUIDs); }
+  // As in the original, synchronous: a bucket that cannot be used makes the
+  // next getStats() or download() reject with the reason.
+  initBucket(details) {
+    this._bucket = this._rt.call("initBucket", [this._id, details]);
+    this._bucket.catch(() => {});
+  }
+
+  async getStats(studyUIDs) {
+    await this._bucket;
+    return this._rt.call("getStats", [this._id, [...studyUIDs]]);
+  }
+
   async download(studyUIDs, zipOutput = false) {
-    return new Job(await this._py.download(studyUIDs, zipOutput));
+    await this._bucket;
+    return new Job(this._rt, await this._rt.call("download", [this._id, [...studyUIDs], !!zipOutput]));
   }
 }
 
-// options.zipSpool forces where zip mode builds its zips: "opfs" (a disk
-// spool, then a disk-backed File to Downloads), "service-worker" (streamed
-// straight into the download through cod-sw.js, next to this module, with
-// backpressure), or "memory" (at most 1 GB per job). Unset: the first of these
-// the browser allows.
+// The whole job runs in a dedicated Worker; callbacks fire here, on the page's
+// main thread. options.zipSpool forces where zip mode builds its zips: "opfs"
+// (a disk spool, then a disk-backed File to Downloads), "service-worker"
+// (streamed straight into the download through cod-sw.js, next to this module,
+// with backpressure), or "memory" (at most 1 GB per job). Unset: the first of
+// these the browser allows.
 export async function createCodDownload(options = {}) {
-  const pyodide = await loadRuntime();
-  const browser = pyodide.pyimport("cod_retrieve.browser");
+  const rt = await startWorker();
+  const { getToken, onError, ...rest } = options;
+  const plain = JSON.parse(JSON.stringify(rest));      // what crosses to the worker: data only
+  const id = await rt.call("create", [{ ...plain, hasGetToken: !!getToken }]);
   // A portal's getToken may reject with anything (a string, a DOMException):
-  // Python sees a plain Error, and reports it as a token problem.
-  const getToken = options.getToken;
-  const pyOptions = getToken
-    ? { ...options, getToken: () => Promise.resolve().then(() => getToken()).catch((e) => { throw shim.plainError(e); }) }
-    : options;
-  return new CodDownload(browser.create(pyOptions), options);
+  // the worker sees a plain Error, and Python reports it as a token problem.
+  if (getToken) rt.tokenSources.set(id, () => Promise.resolve().then(() => getToken()));
+  return new CodDownload(rt, id, options);
 }
 
 export default createCodDownload;

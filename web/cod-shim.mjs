@@ -153,6 +153,7 @@ export async function listSizes(dirHandle) {
 // browser's download through an object URL and an <a download> click. The
 // browser reads the file asynchronously, so the URL stays valid for a while.
 export function deliverFile(file, name) {
+  if (host) { host.deliver(file, name); return; }
   if (typeof document === "undefined") throw new Error("no document to start a download from");
   const url = URL.createObjectURL(file);
   const a = document.createElement("a");
@@ -175,11 +176,21 @@ export function deliverFile(file, name) {
 let swBase = null;
 let swRegistration = null;
 let swPing = null;
-const swOpen = new Set();
+const swOpen = new Map();   // url -> its iframe, while a streamed download is open
 
 export function serviceWorkerUsable() {
+  if (host) return host.serviceWorkerUsable;
   return typeof navigator !== "undefined" && !!navigator.serviceWorker && globalThis.isSecureContext === true &&
     typeof document !== "undefined";
+}
+
+// ---- Where this module runs in a Worker (cod-worker.mjs): what needs a
+// document (a download's <a> click, the service worker's registration and
+// its iframe) is asked of the page through `host`.
+let host = null;
+
+export function setHost(h) {
+  host = h;
 }
 
 function activated(worker, timeoutMs) {
@@ -195,6 +206,7 @@ function activated(worker, timeoutMs) {
 
 // Registers cod-sw.js next to this module (its scope covers the download URLs).
 export function serviceWorker(timeoutMs = 15_000) {
+  if (host) return guarded(() => host.call("serviceWorker"));
   return guarded(() => registerServiceWorker(timeoutMs));
 }
 
@@ -215,9 +227,11 @@ async function registerServiceWorker(timeoutMs) {
 }
 
 class StreamDownload {
-  constructor(port, url) {
+  // `control` starts the download in the page and tidies up after it.
+  constructor(port, url, control) {
     this.port = port;
     this.url = url;
+    this._control = control;
     this.pulls = 0;       // chunks the browser asked for
     this.sent = 0;        // chunks answered
     this.waits = 0;       // writes that had to wait for a pull (backpressure at work)
@@ -225,7 +239,6 @@ class StreamDownload {
     this._credit = 0;     // 0 or 1: a ReadableStream pulls again only once answered
     this._wake = null;
     this._aborted = null;
-    this._frame = null;
     port.onmessage = (ev) => {
       const type = ev.data?.type;
       if (type === "pull") {
@@ -262,13 +275,7 @@ class StreamDownload {
   }
 
   start() {
-    // A navigation (not a fetch) so that the service worker answers it even
-    // when it does not control this page; the attachment becomes a download.
-    const frame = document.createElement("iframe");
-    frame.hidden = true;
-    frame.src = this.url;
-    document.body.append(frame);
-    this._frame = frame;
+    this._control.start();
   }
 
   // Resolves once the service worker has pulled and the chunk is handed over.
@@ -297,19 +304,25 @@ class StreamDownload {
   }
 
   _end() {
-    swOpen.delete(this);
-    if (!swOpen.size && swPing) { clearInterval(swPing); swPing = null; }
-    const frame = this._frame;
-    if (frame) setTimeout(() => frame.remove(), 60_000);
+    this._control.end();
   }
 }
 
 // A new streamed download named `name`; not started (see StreamDownload.start).
 export function openStream(name) {
-  return guarded(() => newStream(name));
+  return guarded(async () => {
+    if (host) {
+      const { port, url } = await host.call("openStream", name);
+      return new StreamDownload(port, url, { start: () => host.call("startStream", url), end: () => host.call("endStream", url) });
+    }
+    const { port, url } = await openStreamPort(name);
+    return new StreamDownload(port, url, { start: () => startStream(url), end: () => endStream(url) });
+  });
 }
 
-async function newStream(name) {
+// The page's side of a streamed download: the service worker's port for it
+// (the writer may live in a Worker), and the navigation that starts it.
+export async function openStreamPort(name) {
   const reg = await registerServiceWorker(15_000);
   const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
   const channel = new MessageChannel();
@@ -319,10 +332,27 @@ async function newStream(name) {
   });
   reg.active.postMessage({ type: "cod-download", id, name, port: channel.port2 }, [channel.port2]);
   await ready;
+  channel.port1.onmessage = null;
   const url = new URL(`__cod-download__/${encodeURIComponent(id)}/${encodeURIComponent(name)}`, reg.scope).href;
-  const download = new StreamDownload(channel.port1, url);
-  swOpen.add(download);
-  // Message events keep the worker alive while a download streams.
+  swOpen.set(url, null);
+  // Message events keep the service worker alive while a download streams.
   swPing ??= setInterval(() => reg.active?.postMessage({ type: "cod-ping" }), 10_000);
-  return download;
+  return { port: channel.port1, url };
+}
+
+// A navigation (not a fetch), so that the service worker answers it even when
+// it does not control this page; the attachment becomes a download.
+export function startStream(url) {
+  const frame = document.createElement("iframe");
+  frame.hidden = true;
+  frame.src = url;
+  document.body.append(frame);
+  swOpen.set(url, frame);
+}
+
+export function endStream(url) {
+  const frame = swOpen.get(url);
+  swOpen.delete(url);
+  if (!swOpen.size && swPing) { clearInterval(swPing); swPing = null; }
+  if (frame) setTimeout(() => frame.remove(), 60_000);
 }
