@@ -8,7 +8,7 @@ from typing import Any
 import js  # type: ignore[import-not-found]
 from pyodide.ffi import JsProxy, to_js  # type: ignore[import-not-found]
 
-from ._compat._in_pyodide import BrowserFolder, to_u8
+from ._compat._in_pyodide import STREAM_STATS, BrowserFolder, to_u8
 from .download import CodDownload
 from .errors import CodError
 from .http import RetryPolicy
@@ -59,8 +59,12 @@ class BrowserJob:
         return self.job.state
 
     def traffic(self):
+        """What the job asked of the network; `stream`: bytes and chunks handed to
+        service-worker streamed downloads so far on this page, and how often a write
+        waited for the browser (backpressure)."""
         t = self.job.client.traffic
-        return _js({"requests": t.requests, "retries": t.retries, "bodyBytes": t.body_bytes})
+        return _js({"requests": t.requests, "retries": t.retries, "bodyBytes": t.body_bytes,
+                    "stream": dict(STREAM_STATS)})
 
 
 class BrowserCodDownload:

@@ -13,7 +13,7 @@ from support.browser import expected_files, wait_for_downloads
 from test_zip import check_downloads, check_zip
 
 RUN = """async ([api, bucket, prefix, uids, spool]) => {
-  const { createCodDownload, loadRuntime } = await import('./cod-retrieve.mjs');
+  const { createCodDownload } = await import('./cod-retrieve.mjs');
   const cod = await createCodDownload({ apiBase: api, zipSpool: spool });
   cod.initBucket({ bucket, bucketPrefix: prefix, token: 't' });
   const job = await cod.download(uids, true);
@@ -21,11 +21,8 @@ RUN = """async ([api, bucket, prefix, uids, spool]) => {
   job.onSave((p) => saves.push(p.file.path));
   job.onError((p) => errors.push(p.error.message));
   const r = await job.start();
-  const py = await loadRuntime();
-  const stats = py.runPython(
-    'import json; from cod_retrieve._compat._in_pyodide import STREAM_STATS; json.dumps(STREAM_STATS)');
   return { saves, errors, failed: r.failed.length, done: r.bytesDone, total: r.bytesTotal,
-           stats: JSON.parse(stats) };
+           stats: job.traffic().stream };
 }"""
 
 
@@ -113,21 +110,29 @@ CANCEL = """async ([api, bucket, prefix, uids]) => {
   const cod = await createCodDownload({ apiBase: api, zipSpool: 'service-worker' });
   cod.initBucket({ bucket, bucketPrefix: prefix, token: 't' });
   const job = await cod.download(uids, true);
-  const errors = [];
-  job.onError((p) => errors.push(p.error.message));
-  let saves = 0;
-  job.onSave(() => { saves += 1; if (saves === 2) job.cancel(); });
-  const r = await job.start();
-  return { errors, cancelled: r.cancelled };
+  window.__job = job;
+  window.__result = job.start();
 }"""
 
 
-def test_cancelled_streamed_zip_fails_the_download(page, site_url, bucket_server, demo_studies):
+def test_cancelled_streamed_zip_fails_the_download(page, site_url, fresh_proxy, bucket_server, demo_studies):
+    """The largest tar is held half-way by the proxy, so the zip is certainly unfinished
+    when the job is cancelled: the browser's download must end failed."""
+    import threading
+
+    from support.faultproxy import Fault, on_path
+    from support.files import tars_by_size
     fx = demo_studies[0]
+    tar, size = tars_by_size(bucket_server, fx)[0]
+    hold = on_path(tar, Fault("hold", at=size // 2, release=threading.Event()), ranged=False)
+    fresh_proxy.rules.append(hold)
     page.goto(f"{site_url}/index.html")
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
     with page.expect_download(timeout=60_000) as info:
-        r = page.evaluate(CANCEL, [bucket_server.url, fx.bucket, fx.datastore, [fx.study_uid]])
+        page.evaluate(CANCEL, [fresh_proxy.url, fx.bucket, fx.datastore, [fx.study_uid]])
+        fresh_proxy.wait_until(lambda: hold.fired == 1, what="the largest tar held half-way")
+    page.evaluate("window.__job.cancel()")
+    r = page.evaluate("window.__result")
     assert r["cancelled"], r
     d = info.value
     assert d.suggested_filename == f"{fx.study_uid}.zip"
