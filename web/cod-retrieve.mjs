@@ -3,6 +3,7 @@
 // this module loads it (assets resolved relative to this file, so a portal on
 // another origin can import it) and gives it the original library's API.
 import * as shim from "./cod-shim.mjs";
+import { createOps } from "./cod-ops.mjs";
 
 const BASE = new URL(".", import.meta.url);
 export const DIRECTORY_HANDLE_KEY = "indexed_db_directory_handle_key";
@@ -146,18 +147,57 @@ const EVENTS = {
   onComplete: "complete", onError: "error", onSeries: "series",
 };
 
-// ---- The Worker that runs Pyodide and the jobs (cod-worker.mjs). One per page,
-// shared by every CodDownload on it. A worker script must be same-origin with
-// the page: a blob: URL (the page's origin) imports the module from ours.
-class WorkerRuntime {
+// ---- Where Python runs. By default on this page's thread (loadRuntime); with
+// createCodDownload({worker: true}) in a dedicated Worker (cod-worker.mjs), one
+// per page, so the main thread only renders. Both take the same calls
+// (cod-ops.mjs) and hand Job payloads to the same Job objects.
+
+// What only the page can do, asked by Python wherever it runs.
+async function hostCall(rt, op, args) {
+  if (op === "getToken") return { value: (await rt.tokenSources.get(args[0])?.()) ?? null };
+  if (op === "serviceWorker") { await shim.serviceWorker(); return { value: null }; }
+  if (op === "openStream") {
+    const { port, url } = await shim.openStreamPort(args[0]);
+    return { value: { port, url }, transfer: [port] };
+  }
+  if (op === "startStream") { shim.startStream(args[0]); return { value: null }; }
+  if (op === "endStream") { shim.endStream(args[0]); return { value: null }; }
+  throw new Error(`unknown host call ${op}`);
+}
+
+class Runtime {
   constructor() {
+    this.jobs = new Map();          // job id -> Job (for its callbacks)
+    this.tokenSources = new Map();  // CodDownload id -> getToken
+  }
+
+  _event(job, event, payload) { this.jobs.get(job)?._event(event, payload); }
+}
+
+class LocalRuntime extends Runtime {
+  constructor() {
+    super();
+    this.local = true;
+    this.ops = createOps({
+      loadPython: async () => (await loadRuntime()).pyimport("cod_retrieve.browser"),
+      emit: (job, event, payload) => this._event(job, event, payload),
+      askHost: async (op, args) => (await hostCall(this, op, args)).value,
+    });
+  }
+
+  async call(op, args = []) { return this.ops[op](...args); }
+}
+
+class WorkerRuntime extends Runtime {
+  constructor() {
+    super();
+    // A worker script must be same-origin with the page: a blob: URL (the
+    // page's origin) imports the module from ours.
     const src = `import ${JSON.stringify(new URL("cod-worker.mjs", BASE).href)};`;
     const url = URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
     this.worker = new Worker(url, { type: "module", name: "cod-retrieve" });
     this.calls = new Map();
     this.nextCall = 1;
-    this.jobs = new Map();        // job id -> Job (for its callbacks)
-    this.tokenSources = new Map(); // CodDownload id -> getToken
     this.worker.onmessage = (ev) => this._message(ev.data);
     this.worker.onerror = (ev) => {
       const error = new Error(`the downloader's worker failed: ${ev.message ?? "unknown error"}`);
@@ -166,67 +206,48 @@ class WorkerRuntime {
     };
   }
 
-  call(op, args = [], transfer = []) {
+  call(op, args = []) {
     const id = this.nextCall++;
     return new Promise((resolve, reject) => {
       this.calls.set(id, { resolve, reject });
-      this.worker.postMessage({ id, op, args }, transfer);
+      this.worker.postMessage({ id, op, args });
     });
   }
 
-  _message(msg) {
-    if (msg.type === "event") { this.jobs.get(msg.job)?._event(msg.event, msg.payload); return; }
-    if (msg.type === "host") { this._host(msg); return; }
+  async _message(msg) {
+    if (msg.type === "event") { this._event(msg.job, msg.event, msg.payload); return; }
+    if (msg.type === "host") {
+      if (msg.op === "deliver") { shim.deliverFile(msg.args[0], msg.args[1]); return; }
+      try {
+        const { value, transfer } = await hostCall(this, msg.op, msg.args);
+        this.worker.postMessage({ type: "host-reply", id: msg.id, ok: true, value }, transfer ?? []);
+      } catch (e) {
+        const p = shim.plainError(e);
+        this.worker.postMessage({ type: "host-reply", id: msg.id, ok: false, error: { name: p.name, message: p.message } });
+      }
+      return;
+    }
     const call = this.calls.get(msg.id);
     this.calls.delete(msg.id);
     if (!call) return;
     if (msg.ok) call.resolve(msg.value);
-    else call.reject(Object.assign(new Error(msg.error.message), { name: msg.error.name, kind: msg.error.kind }));
-  }
-
-  // What the worker cannot do itself: ask the portal for a token, start a
-  // download from the page, register the service worker and open its streams.
-  async _host({ id, op, args }) {
-    if (op === "deliver") { shim.deliverFile(args[0], args[1]); return; }
-    const reply = (ok, value, transfer = []) =>
-      this.worker.postMessage({ type: "host-reply", id, ok, ...(ok ? { value } : { error: value }) }, transfer);
-    try {
-      if (op === "getToken") {
-        reply(true, (await this.tokenSources.get(args[0])?.()) ?? null);
-      } else if (op === "serviceWorker") {
-        await shim.serviceWorker();
-        reply(true, null);
-      } else if (op === "openStream") {
-        const { port, url } = await shim.openStreamPort(args[0]);
-        reply(true, { port, url }, [port]);
-      } else if (op === "startStream") {
-        shim.startStream(args[0]);
-        reply(true, null);
-      } else if (op === "endStream") {
-        shim.endStream(args[0]);
-        reply(true, null);
-      } else {
-        throw new Error(`unknown host call ${op}`);
-      }
-    } catch (e) {
-      const p = shim.plainError(e);
-      reply(false, { name: p.name, message: p.message });
-    }
+    else call.reject(Object.assign(new Error(msg.error.message), { name: msg.error.name }));
   }
 }
 
-let workerRuntime = null;
+const runtimes = {};
 
-async function startWorker() {
-  workerRuntime ??= (async () => {
-    const rt = new WorkerRuntime();
+async function startRuntime(inWorker) {
+  const key = inWorker ? "worker" : "local";
+  runtimes[key] ??= (async () => {
+    const rt = inWorker ? new WorkerRuntime() : new LocalRuntime();
     await rt.call("boot", [{ serviceWorkerUsable: shim.serviceWorkerUsable() }]);
     return rt;
   })();
   try {
-    return await workerRuntime;
+    return await runtimes[key];
   } catch (e) {
-    workerRuntime = null;
+    delete runtimes[key];
     throw e;
   }
 }
@@ -276,9 +297,11 @@ export class Job {
   cancel() { if (["new", "running", "paused"].includes(this._state)) this._state = "cancelled"; this._rt.call("cancel", [this._id]); }
   pause() { if (this._state === "running") this._state = "paused"; this._rt.call("pause", [this._id]); }
   resume() { if (this._state === "paused") this._state = "running"; this._rt.call("resume", [this._id]); }
-  get state() { return this._state; }
-  /** Requests, retries and body bytes of the job; known once start() has resolved. */
-  traffic() { return this._traffic; }
+  // On the page's thread the Python job answers at once; in a worker, the state
+  // is mirrored here and the traffic is known once start() has resolved.
+  get state() { return (this._rt.local && this._rt.ops.state(this._id)) || this._state; }
+  /** Requests, retries and body bytes of the job (and bytes handed to streamed downloads). */
+  traffic() { return (this._rt.local && this._rt.ops.traffic(this._id)) || this._traffic; }
 }
 
 export class CodDownload {
@@ -353,15 +376,15 @@ export class CodDownload {
   }
 }
 
-// The whole job runs in a dedicated Worker; callbacks fire here, on the page's
-// main thread. options.zipSpool forces where zip mode builds its zips: "opfs"
+// Callbacks fire here, on the page's main thread, wherever the job runs
+// (options.worker: true puts Python in a dedicated Worker). options.zipSpool forces where zip mode builds its zips: "opfs"
 // (a disk spool, then a disk-backed File to Downloads), "service-worker"
 // (streamed straight into the download through cod-sw.js, next to this module,
 // with backpressure), or "memory" (at most 1 GB per job). Unset: the first of
 // these the browser allows.
 export async function createCodDownload(options = {}) {
-  const rt = await startWorker();
-  const { getToken, onError, ...rest } = options;
+  const { getToken, onError, worker, ...rest } = options;
+  const rt = await startRuntime(worker === true);
   const plain = JSON.parse(JSON.stringify(rest));      // what crosses to the worker: data only
   const id = await rt.call("create", [{ ...plain, hasGetToken: !!getToken }]);
   // A portal's getToken may reject with anything (a string, a DOMException):

@@ -226,6 +226,9 @@ class Job:
             ok = all(r["status"] == "saved" for r in self.results.values()) and not self.plan.errors
             try:
                 await self.sink.close(ok and self.state != "cancelled")
+            except StorageFullError as e:
+                if self.stopped_by is None:      # else said once already (log.json could not be written either)
+                    self._error(e, None)
             except CodError as e:
                 self._error(e, None)
         if self.state == "running":

@@ -9,12 +9,14 @@ more) is checked too."""
 
 from __future__ import annotations
 
+import pytest
+
 from support.browser import expected_files, wait_for_downloads
 from test_zip import check_downloads, check_zip
 
-RUN = """async ([api, bucket, prefix, uids, spool]) => {
+RUN = """async ([api, bucket, prefix, uids, spool, worker]) => {
   const { createCodDownload } = await import('./cod-retrieve.mjs');
-  const cod = await createCodDownload({ apiBase: api, zipSpool: spool });
+  const cod = await createCodDownload({ apiBase: api, zipSpool: spool, worker: !!worker });
   cod.initBucket({ bucket, bucketPrefix: prefix, token: 't' });
   const job = await cod.download(uids, true);
   const saves = [], errors = [];
@@ -26,14 +28,16 @@ RUN = """async ([api, bucket, prefix, uids, spool]) => {
 }"""
 
 
-def test_zip_two_studies_streamed_by_service_worker(page, site_url, bucket_server, demo_studies, tmp_path):
+@pytest.mark.parametrize("worker", [False, True], ids=["page", "worker"])
+def test_zip_two_studies_streamed_by_service_worker(page, site_url, bucket_server, demo_studies, tmp_path, worker):
+    """On the page's thread, and in the Worker (whose stream port the page hands over)."""
     page.goto(f"{site_url}/index.html")
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
     downloads = []
     page.on("download", lambda d: downloads.append(d))
     with page.expect_download(timeout=120_000):
         result = page.evaluate(RUN, [bucket_server.url, demo_studies[0].bucket, demo_studies[0].datastore,
-                                     [s.study_uid for s in demo_studies], "service-worker"])
+                                     [s.study_uid for s in demo_studies], "service-worker", worker])
     assert result["errors"] == [] and result["failed"] == 0, result
     assert result["done"] == result["total"]
     assert result["stats"]["chunks"] > 0 and result["stats"]["bytes"] > 0, result

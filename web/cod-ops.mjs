@@ -1,0 +1,59 @@
+// The calls the page makes into the Python package (cod_retrieve.browser), in
+// one place for both ways of running it: inside the dedicated Worker
+// (cod-worker.mjs, the calls arrive as messages) or on the page's own thread
+// (cod-retrieve.mjs with {worker: false}). `emit` hands a Job callback's payload
+// to the page; `askHost` asks the page for what only it can do (a token).
+export function createOps({ loadPython, emit, askHost }) {
+  let browser = null;                 // the Python module cod_retrieve.browser
+  const objects = new Map();          // id -> a Python CodDownload or Job
+  let nextObject = 1;
+
+  return {
+    async boot(settings) {
+      browser ??= await loadPython(settings);
+      return null;
+    },
+
+    create(options) {
+      const id = nextObject++;
+      const opts = { ...options };
+      delete opts.hasGetToken;
+      if (options.hasGetToken) opts.getToken = () => askHost("getToken", [id]);
+      objects.set(id, browser.create(opts));
+      return id;
+    },
+
+    setDirectory(cod, handle) { return objects.get(cod).set_directory(handle); },
+    initBucket(cod, details) { return objects.get(cod).init_bucket(details); },
+    getStats(cod, uids) { return objects.get(cod).get_stats(uids); },
+
+    async download(cod, uids, zip) {
+      const job = await objects.get(cod).download(uids, zip);
+      const id = nextObject++;
+      objects.set(id, job);
+      return id;
+    },
+
+    // The page listens to an event: from now on its payloads are handed over.
+    listen(job, event) {
+      objects.get(job).on(event, (payload) => emit(job, event, payload));
+      return null;
+    },
+
+    async start(job) {
+      const j = objects.get(job);
+      try {
+        const result = await j.start();
+        return { result, state: j.state, traffic: j.traffic() };
+      } finally {
+        objects.delete(job);
+      }
+    },
+
+    pause(job) { objects.get(job)?.pause(); return null; },
+    resume(job) { objects.get(job)?.resume(); return null; },
+    cancel(job) { objects.get(job)?.cancel(); return null; },
+    traffic(job) { return objects.get(job)?.traffic() ?? null; },
+    state(job) { return objects.get(job)?.state ?? null; },
+  };
+}
