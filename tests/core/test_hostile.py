@@ -4,7 +4,6 @@ chosen folder, nothing unverified under its final name, and every refusal is nam
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import os
 import tarfile
@@ -42,13 +41,7 @@ def entry(study, series, member, start, end, data, **extra) -> dict:
 
 
 def publish(server, study, series, tar: bytes | None, meta) -> None:
-    server.create_bucket(BUCKET)
-    base = f"{DS}/studies/{study}/series/{series}"
-    if tar is not None:
-        server.upload(BUCKET, f"{base}.tar", tar, "application/x-tar")
-    if meta is not None:
-        raw = meta if isinstance(meta, bytes) else json.dumps(meta).encode()
-        server.upload(BUCKET, f"{base}/metadata.json", gzip.compress(raw), "application/json", "gzip")
+    codbuild.publish_series(server, BUCKET, DS, study, series, tar, meta)
 
 
 def good_series(server, study, series=None, n=2) -> tuple[str, dict[str, bytes]]:

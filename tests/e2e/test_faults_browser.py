@@ -3,34 +3,13 @@ refused tokens go through the same recovery as in CPython."""
 
 from __future__ import annotations
 
-from support.browser import expected_files, read_folder
+from support.browser import expected_files, read_folder, run_through
 from support.files import largest_tar, tars_by_size
 from support.faultproxy import Fault, on_path
 
-RUN = """
-async ({ api, bucket, prefix, uids, folder, token, fresh }) => {
-  const { createCodDownload } = await import('/cod-retrieve.mjs');
-  let asked = 0;
-  const cod = await createCodDownload({
-    apiBase: api, retry: { base_delay: 0.05, max_delay: 0.2, stall_timeout: 3 },
-    getToken: fresh ? async () => { asked += 1; return fresh; } : undefined });
-  window.__pickedName = folder;
-  await cod.initDirectory();
-  cod.initBucket({ bucket, bucketPrefix: prefix, token });
-  const job = await cod.download(uids, false);
-  const errors = [];
-  job.onError(p => errors.push(p.error.message));
-  const result = await job.start();
-  return { result, errors, asked };
-}
-"""
-
 
 def run(page, site_url, proxy, study, folder, token="t", fresh=None):
-    page.goto(f"{site_url}/index.html")
-    page.wait_for_selector("body[data-ready='1']", timeout=60_000)
-    return page.evaluate(RUN, {"api": proxy.url, "bucket": study.bucket, "prefix": study.datastore,
-                               "uids": [study.study_uid], "folder": folder, "token": token, "fresh": fresh})
+    return run_through(page, site_url, proxy.url, [study], folder, token=token, fresh=fresh, stall=3)
 
 
 def gets(proxy, name):

@@ -4,34 +4,11 @@ requests whose response headers never come (each must free its connection)."""
 
 from __future__ import annotations
 
-from support.browser import expected_files, read_folder
+from support.browser import expected_files, read_folder, run_through
 from support.faultproxy import Fault
 
-RUN = """
-async ({ api, bucket, prefix, uids, folder, token, fresh, stall }) => {
-  const { createCodDownload } = await import('/cod-retrieve.mjs');
-  let asked = 0;
-  const cod = await createCodDownload({
-    apiBase: api, concurrency: 3, retry: { attempts: 6, base_delay: 0.01, max_delay: 0.05, stall_timeout: stall },
-    getToken: fresh ? async () => { asked += 1; return fresh; } : undefined });
-  window.__pickedName = folder;
-  await cod.initDirectory();
-  cod.initBucket({ bucket, bucketPrefix: prefix, token });
-  const job = await cod.download(uids, false);
-  const errors = [];
-  job.onError(p => errors.push(p.error.message));
-  const result = await job.start();
-  return { result, errors, asked };
-}
-"""
-
-
 def run(page, site_url, proxy, studies, folder, token="expired", fresh=None, stall=20):
-    page.goto(f"{site_url}/index.html")
-    page.wait_for_selector("body[data-ready='1']", timeout=60_000)
-    return page.evaluate(RUN, {"api": proxy.url, "bucket": studies[0].bucket, "prefix": studies[0].datastore,
-                               "uids": [s.study_uid for s in studies], "folder": folder, "token": token,
-                               "fresh": fresh, "stall": stall})
+    return run_through(page, site_url, proxy.url, studies, folder, token=token, fresh=fresh, stall=stall)
 
 
 def want_for(server, studies) -> dict:

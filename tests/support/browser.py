@@ -89,3 +89,33 @@ def expected_files(server_url: str, study, bucket: str | None = None) -> dict:
                     "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     return out
 
+
+
+# One download through the JS module against `api` (the bucket, or a proxy in front of
+# it), into the substituted picker's folder `folder`; getToken answers `fresh`.
+RUN_THROUGH = """
+async ({ api, bucket, prefix, uids, folder, token, fresh, stall }) => {
+  const { createCodDownload } = await import('/cod-retrieve.mjs');
+  let asked = 0;
+  const cod = await createCodDownload({
+    apiBase: api, concurrency: 3, retry: { attempts: 6, base_delay: 0.05, max_delay: 0.2, stall_timeout: stall },
+    getToken: fresh ? async () => { asked += 1; return fresh; } : undefined });
+  window.__pickedName = folder;
+  await cod.initDirectory();
+  cod.initBucket({ bucket, bucketPrefix: prefix, token });
+  const job = await cod.download(uids, false);
+  const errors = [];
+  job.onError(p => errors.push(p.error.message));
+  const result = await job.start();
+  return { result, errors, asked };
+}
+"""
+
+
+def run_through(page, site_url, api, studies, folder, token="t", fresh=None, stall=3):
+    """Open the page, run one download of `studies` through the module: {result, errors, asked}."""
+    page.goto(f"{site_url}/index.html")
+    page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    return page.evaluate(RUN_THROUGH, {"api": api, "bucket": studies[0].bucket, "prefix": studies[0].datastore,
+                                       "uids": [s.study_uid for s in studies], "folder": folder, "token": token,
+                                       "fresh": fresh, "stall": stall})

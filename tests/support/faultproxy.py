@@ -22,6 +22,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from support.loopserver import LoopbackServer
+
 
 @dataclass
 class Fault:
@@ -54,42 +56,14 @@ class Seen:
 Rule = Callable[[Seen, int], "Fault | None"]   # (request, index among matching) -> fault
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.rules: list[Rule] = []
         self.seen: list[Seen] = []
         self.required_token: str | None = None
         self._changed = threading.Condition()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._server = server
-        self._ready.set()
-        self._loop.run_forever()
-
-    def stop(self) -> None:
-        async def shutdown() -> None:
-            # Connections still open (a stall still sleeping) end here, not in the GC.
-            self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        super().__init__()
 
     def reset(self) -> None:
         self.rules.clear()

@@ -17,9 +17,10 @@ import http.client
 import json
 import math
 import re
-import threading
 import urllib.parse
 from dataclasses import dataclass, field
+
+from support.loopserver import LoopbackServer
 
 _LISTING = re.compile(r"^/storage/v1/b/([^/?]+)/o$")
 
@@ -36,39 +37,12 @@ class ListingPage:
     next_token: str | None = None
 
 
-class RepagingProxy:
+class RepagingProxy(LoopbackServer):
     def __init__(self, upstream_host: str, upstream_port: int, page_size: int = 2) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.page_size = page_size
         self.pages: list[ListingPage] = []
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("repaging proxy did not start")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-
-    def stop(self) -> None:
-        async def shutdown() -> None:
-            self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        super().__init__()
 
     def reset(self, page_size: int | None = None) -> None:
         self.pages.clear()
