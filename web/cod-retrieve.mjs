@@ -181,7 +181,9 @@ class LocalRuntime extends Runtime {
     this.ops = createOps({
       loadPython: async () => (await loadRuntime()).pyimport("cod_retrieve.browser"),
       emit: (job, event, payload) => this._event(job, event, payload),
-      askHost: async (op, args) => (await hostCall(this, op, args)).value,
+      // Whatever the page's side rejects with (a portal's getToken may throw a string or a
+      // DOMException), Python sees a plain Error: some DOMExceptions kill Pyodide.
+      askHost: (op, args) => hostCall(this, op, args).then((r) => r.value, (e) => { throw shim.plainError(e); }),
     });
   }
 
