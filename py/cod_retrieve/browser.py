@@ -63,7 +63,7 @@ class BrowserJob:
         service-worker streamed downloads so far on this page, and how often a write
         waited for the browser (backpressure)."""
         t = self.job.client.traffic
-        return _js({"requests": t.requests, "retries": t.retries, "bodyBytes": t.body_bytes,
+        return _js({"requests": t.requests, "retries": t.retries, "bodyBytes": t.body_bytes, "gated": t.gated,
                     "stream": dict(STREAM_STATS)})
 
 

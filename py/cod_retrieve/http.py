@@ -138,6 +138,7 @@ class Traffic:
     body_bytes: int = 0
     statuses: list[int] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)      # seconds slept before each retry
+    gated: int = 0            # requests and body reads parked now because the job is paused
 
 
 class Client:
@@ -155,7 +156,11 @@ class Client:
         if self.cancelled:
             raise Cancelled("the job was cancelled")
         if self.gate is not None and not self.gate.is_set():
-            await self.gate.wait()
+            self.traffic.gated += 1
+            try:
+                await self.gate.wait()
+            finally:
+                self.traffic.gated -= 1
         if self.cancelled:
             raise Cancelled("the job was cancelled")
 

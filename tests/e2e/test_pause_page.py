@@ -111,7 +111,9 @@ def test_pause_and_resume_buttons(page, site_url, fresh_proxy, bucket_server, de
         n_paused, t_paused = len(fresh_proxy.seen), traffic(page)
 
         release.set()                             # the reads under way when paused land ...
-        page.wait_for_function("window.__rec.pendingReads === 0", timeout=60_000)
+        # ... and each running series, its landed chunk taken, parks at the paused gate
+        page.wait_for_function(f"window.__rec.pendingReads === 0 && window.__job.traffic().gated === {CONCURRENCY}",
+                               timeout=60_000)
         n_landed, t_landed = len(fresh_proxy.seen), traffic(page)
         page.evaluate(LOOP_TURNS)                 # ... and then nothing moves
         n_later, t_later = len(fresh_proxy.seen), traffic(page)

@@ -86,7 +86,8 @@ def test_pause_holds_and_resume_loses_no_bytes(fresh_proxy, bucket_server, demo_
             job.pause()
             snaps["paused"] = (len(fresh_proxy.seen), job.client.traffic.requests)
             release.set()
-            await until(lambda: watch.pending_reads == 0, "the read under way landed")
+            await until(lambda: watch.pending_reads == 0 and job.client.traffic.gated == 1,
+                        "the read under way landed, and the series parked at the paused gate")
             landed = (len(fresh_proxy.seen), job.client.traffic.requests, job.client.traffic.body_bytes)
             for _ in range(200):      # let every runnable task run: a job that did not hold would read on
                 await asyncio.sleep(0)
