@@ -12,7 +12,8 @@ from cod_retrieve import CodDownload, RetryPolicy
 from support.files import bucket_files, folder_files, largest_tar, tars_by_size
 from support.faultproxy import Fault, on_path
 
-FAST = RetryPolicy(attempts=5, base_delay=0.05, max_delay=0.2, stall_timeout=3.0)
+# Long enough that a loaded machine never trips it by accident; the stall test's fault is 20 s.
+FAST = RetryPolicy(attempts=5, base_delay=0.05, max_delay=0.2, stall_timeout=10.0)
 
 
 @pytest.fixture
