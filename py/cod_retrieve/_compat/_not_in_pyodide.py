@@ -141,19 +141,31 @@ class _LocalWriter:
 
     async def commit(self) -> None:
         def _commit() -> None:
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
-            os.replace(self._tmp, self._final)
+            # Cleans up after itself in the thread: a caller cancelled while this
+            # runs (a job stopping) must not leave the .part file behind.
+            try:
+                self._f.flush()
+                os.fsync(self._f.fileno())
+                self._f.close()
+                os.replace(self._tmp, self._final)
+            except BaseException:
+                self._discard()
+                raise
         try:
             await asyncio.to_thread(_commit)
         except OSError as e:
-            self._tmp.unlink(missing_ok=True)
             raise _disk_error(e, self._final) from None
 
+    def _discard(self) -> None:
+        try:
+            self._f.close()       # flushes what is buffered: on a full disk that fails too
+        except OSError:
+            pass
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
     async def abort(self) -> None:
-        self._f.close()
-        self._tmp.unlink(missing_ok=True)
+        self._discard()
 
 
 class LocalFolder:
