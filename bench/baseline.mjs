@@ -1,7 +1,8 @@
 // Plain-JavaScript baseline (no Python): stream each series tar with fetch,
 // parse the 512-byte tar headers incrementally (PAX 'x' records give the path
 // and size of the next member), and write every member to its own OPFS file
-// with createWritable (one write per file, several files in flight).
+// with createWritable (one write per file, several files in flight), in an OPFS
+// folder or in a folder the caller has (the real picker's).
 // No CRC32C checks, no metadata.json, no listing: the caller passes the series.
 
 const BLOCK = 512;
@@ -141,9 +142,10 @@ class WritePool {
 }
 
 // cfg: {apiBase, bucket, datastore, study, series: [uid...], token, concurrency, writesInFlight, folder}
-export async function runBaseline(cfg) {
+// top: the folder to write into (null: OPFS folder cfg.folder)
+export async function runBaseline(cfg, top = null) {
   const root = await navigator.storage.getDirectory();
-  const top = await root.getDirectoryHandle(cfg.folder, { create: true });
+  top ??= await root.getDirectoryHandle(cfg.folder, { create: true });
   const studyDir = await top.getDirectoryHandle(cfg.study, { create: true });
   const pool = new WritePool(cfg.writesInFlight ?? 8);
   const queue = [...cfg.series];

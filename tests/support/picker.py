@@ -163,9 +163,37 @@ def find_allow_button(display: Display) -> tuple[int, int] | None:
     return None
 
 
-def answer_folder_picker(display: Display, folder: Path) -> None:
+def click_allow(display: Display, tries: int = 5) -> int:
+    """Click "Allow" until the prompt has gone; returns how many clicks were lost.
+
+    On a loaded machine a click can be lost (presumably Chromium's guard against clicks
+    on a prompt that has only just been shown) and the prompt stays. After each click the
+    pointer leaves the button (hovered or pressed, it is not ALLOW_FILL), and the prompt
+    counts as gone once it has been off the screen for 0.6 s; still there after 3 s, it
+    is clicked again."""
+    allow = poll(display, "no 'Allow this site to edit files?' prompt", lambda: find_allow_button(display))
+    for lost in range(tries):
+        display.click(*allow)
+        display.xdotool("mousemove", "--sync", "1", str(SCREEN[1] - 1))
+        deadline, gone_since = time.monotonic() + 3.0, None
+        while True:
+            allow, now = find_allow_button(display), time.monotonic()
+            if allow is None:
+                gone_since = gone_since or now
+                if now - gone_since >= 0.6:
+                    return lost
+            else:
+                gone_since = None
+                if now > deadline:
+                    break
+            time.sleep(0.2)
+    display.fail(f"the 'Allow' prompt is still there after {tries} clicks")
+
+
+def answer_folder_picker(display: Display, folder: Path) -> int:
     """Answer the picker Chromium has just been asked to show, as a person would:
-    type the folder's path into the GTK dialog, click "Open", then "Allow"."""
+    type the folder's path into the GTK dialog, click "Open", then "Allow" (returns
+    how many clicks on "Allow" were lost: ``click_allow``)."""
     def dialog():
         return next((i for i, t in display.windows().items() if t == DIALOG_TITLE), None)
     window = poll(display, f"the dialog {DIALOG_TITLE!r} did not appear", dialog)
@@ -177,8 +205,7 @@ def answer_folder_picker(display: Display, folder: Path) -> None:
     display.click(x + w - 50, y + h - 24)
     poll(display, "the folder dialog did not close after the click on Open",
          lambda: window not in display.windows())
-    allow = poll(display, "no 'Allow this site to edit files?' prompt", lambda: find_allow_button(display))
-    display.click(*allow)
+    return click_allow(display)
 
 
 def disk_files(folder: Path) -> dict:
