@@ -152,8 +152,18 @@ const EVENTS = {
 // per page, so the main thread only renders. Both take the same calls
 // (cod-ops.mjs) and hand Job payloads to the same Job objects.
 
-// What only the page can do, asked by Python wherever it runs.
+// What only the page can do, asked by Python wherever it runs. Whatever the
+// page's side rejects with (a portal's getToken may throw a string or a
+// DOMException), Python gets a plain Error: some DOMExceptions kill Pyodide.
 async function hostCall(rt, op, args) {
+  try {
+    return await pageCall(rt, op, args);
+  } catch (e) {
+    throw shim.plainError(e);
+  }
+}
+
+async function pageCall(rt, op, args) {
   if (op === "getToken") return { value: (await rt.tokenSources.get(args[0])?.()) ?? null };
   if (op === "serviceWorker") { await shim.serviceWorker(); return { value: null }; }
   if (op === "openStream") {
@@ -181,9 +191,7 @@ class LocalRuntime extends Runtime {
     this.ops = createOps({
       loadPython: async () => (await loadRuntime()).pyimport("cod_retrieve.browser"),
       emit: (job, event, payload) => this._event(job, event, payload),
-      // Whatever the page's side rejects with (a portal's getToken may throw a string or a
-      // DOMException), Python sees a plain Error: some DOMExceptions kill Pyodide.
-      askHost: (op, args) => hostCall(this, op, args).then((r) => r.value, (e) => { throw shim.plainError(e); }),
+      askHost: async (op, args) => (await hostCall(this, op, args)).value,
     });
   }
 
@@ -224,8 +232,7 @@ class WorkerRuntime extends Runtime {
         const { value, transfer } = await hostCall(this, msg.op, msg.args);
         this.worker.postMessage({ type: "host-reply", id: msg.id, ok: true, value }, transfer ?? []);
       } catch (e) {
-        const p = shim.plainError(e);
-        this.worker.postMessage({ type: "host-reply", id: msg.id, ok: false, error: { name: p.name, message: p.message } });
+        this.worker.postMessage({ type: "host-reply", id: msg.id, ok: false, error: { name: e.name, message: e.message } });
       }
       return;
     }

@@ -63,22 +63,14 @@ export const fileReader = (handle) => guarded(async () => (await handle.getFile(
 export const readChunk = (reader) => guarded(() => reader.read());
 export const diskFile = (handle) => guarded(() => handle.getFile());
 
-async function exists(dir, name) {
-  try {
-    await dir.getFileHandle(name);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 // A file being written: createWritable writes to a swap file, so the name
-// shows nothing new until close() succeeds. A file this writer had to create
-// is removed again when the write fails: nothing under a final name unless
-// it is complete.
+// shows nothing new until close() succeeds. When the write or close fails,
+// the file getFileHandle({create}) left empty is removed again (a file that
+// had content keeps it): nothing under a final name unless it is complete.
+// Checked only on failure, so a write costs no extra call.
 class Writer {
-  constructor(dir, name, handle, writable, created) {
-    Object.assign(this, { dir, name, handle, writable, created });
+  constructor(dir, name, handle, writable) {
+    Object.assign(this, { dir, name, handle, writable });
   }
 
   write(bytes) { return guarded(() => this.writable.write(bytes)); }
@@ -98,18 +90,23 @@ class Writer {
 
   async _discard() {
     await this.writable.abort().catch(() => {});
-    if (this.created) await this.dir.removeEntry(this.name).catch(() => {});
+    await removeIfEmpty(this.dir, this.name, this.handle);
   }
+}
+
+async function removeIfEmpty(dir, name, handle) {
+  try {
+    if ((await handle.getFile()).size === 0) await dir.removeEntry(name);
+  } catch { /* gone already */ }
 }
 
 export function openWriter(dir, name) {
   return guarded(async () => {
-    const created = !(await exists(dir, name));
     const handle = await dir.getFileHandle(name, { create: true });
     try {
-      return new Writer(dir, name, handle, await handle.createWritable(), created);
+      return new Writer(dir, name, handle, await handle.createWritable());
     } catch (e) {
-      if (created) await dir.removeEntry(name).catch(() => {});
+      await removeIfEmpty(dir, name, handle);
       throw e;
     }
   });

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import build
-from support.browser import CHROMIUM, CHROMIUM_ARGS, PICKER
+from support.browser import CHROMIUM, CHROMIUM_ARGS, PICKER, open_page
 
 
 @pytest.fixture(scope="session")
@@ -31,11 +31,6 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(accept_downloads=True)
-    context.add_init_script(PICKER)
-    pg = context.new_page()
-    pg.console_messages = []
-    pg.on("console", lambda m: pg.console_messages.append(f"{m.type}: {m.text}"))
-    pg.on("pageerror", lambda e: pg.console_messages.append(f"pageerror: {e}"))
+    pg = open_page(browser, PICKER)
     yield pg
-    context.close()
+    pg.context.close()

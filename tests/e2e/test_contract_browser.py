@@ -83,7 +83,7 @@ def test_stats_and_payloads_as_the_original(page, site_url, bucket_server, demo_
     assert len(ev["save"]) == len(want)
     for p in ev["save"]:
         f = p["file"]
-        assert set(p) - {"file"} | {"file"} == KEYS["save"]
+        assert set(p) == KEYS["save"]
         assert set(f["keys"]) == SAVED_FILE_KEYS and f["isArrayBuffer"]
         assert f["name"] == f"instances/{p['instance']}.dcm" and f["size"] == p["size"] == f["bufferBytes"]
         assert f["sha256"] == want[f["path"]]["sha256"]            # the bytes that landed

@@ -25,7 +25,7 @@ import urllib.parse
 
 import pytest
 
-from support.browser import CHROMIUM, expected_files
+from support.browser import CHROMIUM, expected_files, open_page
 from support.picker import HEADED_ARGS, Display, answer_folder_picker, disk_files, missing_tools
 
 pytestmark = pytest.mark.skipif(
@@ -53,13 +53,9 @@ def headed_browser(display):
 
 @pytest.fixture
 def headed_page(headed_browser):
-    context = headed_browser.new_context(accept_downloads=True)
-    pg = context.new_page()
-    pg.console_messages = []
-    pg.on("console", lambda m: pg.console_messages.append(f"{m.type}: {m.text}"))
-    pg.on("pageerror", lambda e: pg.console_messages.append(f"pageerror: {e}"))
+    pg = open_page(headed_browser)
     yield pg
-    context.close()
+    pg.context.close()
 
 
 # --------------------------------------------------------------------------- the test

@@ -119,3 +119,16 @@ def run_through(page, site_url, api, studies, folder, token="t", fresh=None, sta
     return page.evaluate(RUN_THROUGH, {"api": api, "bucket": studies[0].bucket, "prefix": studies[0].datastore,
                                        "uids": [s.study_uid for s in studies], "folder": folder, "token": token,
                                        "fresh": fresh, "stall": stall})
+
+
+def open_page(browser, init_script: str | None = None):
+    """A page in a fresh context (downloads accepted) that records its console and errors
+    in `page.console_messages`. Close it with `page.context.close()`."""
+    context = browser.new_context(accept_downloads=True)
+    if init_script:
+        context.add_init_script(init_script)
+    pg = context.new_page()
+    pg.console_messages = []
+    pg.on("console", lambda m: pg.console_messages.append(f"{m.type}: {m.text}"))
+    pg.on("pageerror", lambda e: pg.console_messages.append(f"pageerror: {e}"))
+    return pg
