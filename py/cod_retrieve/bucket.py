@@ -100,9 +100,13 @@ def parse_bucket(details: str | Mapping[str, Any], api_base: str = DEFAULT_API) 
 
     String form: `https://host/<bucket>/<prefix...>?token=t`: the first path
     segment is the bucket, the rest the prefix, to which `/dicomweb` is appended
-    (no prefix gives `dicomweb`). Object form `{bucket, bucketPrefix, token}`
-    is used as given; a null or empty prefix means the bucket root.
+    (no prefix gives `dicomweb`). `gs://<bucket>/<datastore>` names the
+    datastore as the metadata's `uri`s do: the path is the prefix, as given.
+    Object form `{bucket, bucketPrefix, token}` is used as given; a null or
+    empty prefix means the bucket root.
     """
+    if isinstance(details, str) and details.strip().lower().startswith("gs://"):
+        return _parse_gs_url(details, api_base)
     if isinstance(details, str):
         return _parse_bucket_url(details, api_base)
     if isinstance(details, Mapping):
@@ -116,6 +120,16 @@ def parse_bucket(details: str | Mapping[str, Any], api_base: str = DEFAULT_API) 
         api = details.get("apiBase", details.get("api_base")) or api_base
         return Bucket(str(name), prefix.strip("/"), token, api)
     raise BucketError(f"bucket details must be a URL string or an object, not {type(details).__name__}")
+
+
+def _parse_gs_url(url: str, api_base: str) -> Bucket:
+    path = url.strip()[len("gs://"):]
+    if "?" in path or "#" in path:
+        raise BucketError(f"bucket URL {url!r}: a gs:// URL takes no query (give the token separately)")
+    name, _, prefix = path.partition("/")
+    if not name:
+        raise BucketError(f"bucket URL {url!r} names no bucket (expected gs://<bucket>/<datastore>)")
+    return Bucket(name, prefix.strip("/"), None, api_base)
 
 
 def _parse_bucket_url(url: str, api_base: str) -> Bucket:

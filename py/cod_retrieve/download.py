@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from . import _compat
 from .bucket import DEFAULT_API, Bucket, parse_bucket
 from .errors import CodError
 from .folder import Folder
+from .folder_check import FolderReport, verify_folder
 from .http import Auth, Client, Opener, RetryPolicy, TokenProvider
 from .job import Job
-from .journal import Journal
+from .journal import LOG_NAME, Journal
 from .plan import Plan, make_plan
 from .sinks import FolderSink, Sink, mark_saved_in_folder
 
@@ -24,13 +25,15 @@ class CodDownload:
 
     def __init__(self, api_base: str = DEFAULT_API, concurrency: int = 3, *,
                  token_provider: TokenProvider | None = None, retry: RetryPolicy | None = None,
-                 opener: Opener | None = None, **job_options: Any) -> None:
+                 opener: Opener | None = None, log_name: tuple[str, ...] = LOG_NAME,
+                 **job_options: Any) -> None:
         self.api_base = api_base
         self.concurrency = concurrency
         self.token_provider = token_provider
         self.retry = retry or RetryPolicy()
         self.opener = opener or _compat.open_url
         self.job_options = job_options
+        self.log_name = log_name      # where in the folder log.json lives
         self.folder: Folder | None = None
         self.bucket: Bucket | None = None
         self.last_plan: Plan | None = None
@@ -65,29 +68,40 @@ class CodDownload:
         self.client = Client(self.opener, auth, self.retry)
         return self.client
 
-    async def plan(self, study_uids: list[str], zip_output: bool = False) -> Plan:
+    async def plan(self, study_uids: list[str], zip_output: bool = False,
+                   series: Collection[str] | None = None) -> Plan:
         """List, read metadata, mark what is saved. Writes nothing: files found
         verified but not logged are logged by the download that follows."""
         client = self._client()
         folder, self._journal = self.folder, None
         if not zip_output and folder is not None:
-            self._journal = Journal(folder)
+            self._journal = Journal(folder, name=self.log_name)
             await self._journal.load()
         journal = self._journal
 
         async def mark(sp) -> None:
             await mark_saved_in_folder(folder, journal, sp)
         self.last_plan = await make_plan(client, self.bucket, list(study_uids),
-                                         mark if journal is not None else None)
+                                         mark if journal is not None else None, series=series)
         return self.last_plan
 
-    async def get_stats(self, study_uids: list[str]) -> dict[str, Any]:
-        return (await self.plan(study_uids)).stats()
+    async def verify_folder(self, study_uids: list[str], series: Collection[str] | None = None) -> FolderReport:
+        """Check the chosen folder against the bucket's metadata, downloading
+        nothing: every instance file is read and its size and CRC32C compared,
+        whatever log.json says."""
+        if self.folder is None:
+            raise CodError("no folder chosen: call init_directory() first")
+        plan = await make_plan(self._client(), self.bucket, list(study_uids), None, series=series)
+        return await verify_folder(self.folder, plan)
+
+    async def get_stats(self, study_uids: list[str], series: Collection[str] | None = None) -> dict[str, Any]:
+        return (await self.plan(study_uids, series=series)).stats()
 
     async def download(self, study_uids: list[str], zip_output: bool = False,
-                       sink: Sink | None = None) -> Job:
-        """A Job, not started (as in the original): register callbacks, then start()."""
-        plan = await self.plan(study_uids, zip_output)
+                       sink: Sink | None = None, series: Collection[str] | None = None) -> Job:
+        """A Job, not started (as in the original): register callbacks, then start().
+        `series` narrows it to those series UIDs; None downloads whole studies."""
+        plan = await self.plan(study_uids, zip_output, series)
         if sink is None:
             if zip_output:
                 from .zipsink import ZipSink  # noqa: PLC0415 - zip mode only

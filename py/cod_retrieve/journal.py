@@ -18,8 +18,9 @@ MAX_LOG_BYTES = 512 * 1024 * 1024
 
 
 class Journal:
-    def __init__(self, folder: Folder, flush_every: float = 2.0) -> None:
+    def __init__(self, folder: Folder, flush_every: float = 2.0, name: tuple[str, ...] = LOG_NAME) -> None:
         self._folder = folder
+        self._name = name        # the folder's log.json; a cohort keeps one per study: (<study>, log.json)
         self._entries: dict[str, None] = {}
         self._dirty = False
         self._lock = asyncio.Lock()
@@ -27,7 +28,7 @@ class Journal:
         self._last_flush = time.monotonic()
 
     async def load(self) -> None:
-        raw = await self._folder.read_bytes(LOG_NAME, MAX_LOG_BYTES)
+        raw = await self._folder.read_bytes(self._name, MAX_LOG_BYTES)
         self._entries = {}
         if raw:
             try:
@@ -60,7 +61,7 @@ class Journal:
             self._last_flush = time.monotonic()
             body = json.dumps({"logs": list(self._entries)}).encode()
             try:
-                await self._folder.write_atomic(LOG_NAME, body)
+                await self._folder.write_atomic(self._name, body)
             except BaseException:
                 self._dirty = True      # the old log stays whole; these entries go next time
                 raise

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Collection
 
 from .bucket import Bucket
 from .errors import CodError, HttpError, MetadataError
@@ -103,12 +103,18 @@ SavedCheck = Callable[[SeriesPlan], Awaitable[None]]
 
 
 async def make_plan(client: Client, bucket: Bucket, study_uids: list[str],
-                    mark_saved: SavedCheck | None = None, concurrency: int = 6) -> Plan:
-    """List every study, read every series' metadata, mark what is saved."""
+                    mark_saved: SavedCheck | None = None, concurrency: int = 6,
+                    series: Collection[str] | None = None) -> Plan:
+    """List every study, read every series' metadata, mark what is saved.
+
+    `series` narrows the plan to those series UIDs (a basket, a manifest);
+    None means every series of every study. A selected series found in none
+    of the studies is a warning, not an error: the rest still downloads."""
     uids = list(dict.fromkeys(u.strip() for u in study_uids if u and u.strip()))
     plan = Plan(uids, [])
     for uid in uids:
         check_uid(uid, "study UID")
+    wanted = None if series is None else {check_uid(s.strip(), "series UID") for s in series if s and s.strip()}
     sem = asyncio.Semaphore(concurrency)
 
     async def one_series(study: str, series: str) -> SeriesPlan:
@@ -142,10 +148,16 @@ async def make_plan(client: Client, bucket: Bucket, study_uids: list[str],
             return []
         if not series:
             plan.warnings.append(f"study {study} has no series in this bucket")
+        if wanted is not None:
+            series = [s for s in series if s in wanted]
         return list(await asyncio.gather(*(one_series(study, s) for s in series)))
 
     for found in await asyncio.gather(*(one_study(u) for u in uids)):
         plan.series.extend(found)
+    if wanted is not None:
+        listed = {sp.series_uid for sp in plan.series}
+        plan.warnings.extend(f"series {s} is in none of the studies {', '.join(uids)}: skipped"
+                             for s in sorted(wanted - listed))
     return plan
 
 

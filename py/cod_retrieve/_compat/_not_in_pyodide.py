@@ -11,6 +11,8 @@ import socket
 import shutil
 import ssl
 import tempfile
+import threading
+import warnings
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 from urllib.parse import urlsplit
@@ -22,12 +24,40 @@ from ..folder import write_whole
 CHUNK = 256 * 1024
 
 
+class _ConnectionPool:
+    """Idle keep-alive connections per (scheme, host, port): a job makes
+    hundreds of requests to one host, and a new TCP (and TLS) handshake for
+    each costs more than the small ones themselves."""
+
+    def __init__(self, per_host: int = 16) -> None:
+        self._idle: dict[tuple, list[http.client.HTTPConnection]] = {}
+        self._per_host = per_host
+        self._lock = threading.Lock()
+
+    def take(self, key: tuple) -> http.client.HTTPConnection | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def give(self, key: tuple, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self._per_host:
+                idle.append(conn)
+                return
+        conn.close()
+
+
+_POOL = _ConnectionPool()
+
+
 class HttpResponse:
     def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse,
-                 sock: socket.socket | None) -> None:
+                 sock: socket.socket | None, key: tuple) -> None:
         self._conn = conn
         self._sock = sock       # kept: http.client drops conn.sock once the response owns it
         self._resp = resp
+        self._key = key
         self.status = resp.status
         self.headers = {k.lower(): v for k, v in resp.getheaders()}
 
@@ -36,9 +66,18 @@ class HttpResponse:
             data = await asyncio.to_thread(self._resp.read1, CHUNK)
         except (OSError, http.client.HTTPException, ValueError) as e:
             raise NetworkError(f"connection failed: {e or type(e).__name__}") from None
+        if not data and self._conn is not None:
+            # The whole body is read: the connection can carry the next request.
+            conn, self._conn = self._conn, None
+            if self._resp.will_close:
+                conn.close()
+            else:
+                _POOL.give(self._key, conn)
         return data or None
 
     async def aclose(self) -> None:
+        if self._conn is None:        # read to the end and handed back
+            return
         # shutdown() wakes a worker thread blocked in recv(); close() alone would not.
         if self._sock is not None:
             try:
@@ -46,25 +85,37 @@ class HttpResponse:
             except OSError:
                 pass
         self._conn.close()
+        self._conn = None
+
+
+def _new_connection(scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
+    if scheme == "https":
+        return http.client.HTTPSConnection(host, port, timeout=120, context=ssl.create_default_context())
+    return http.client.HTTPConnection(host, port, timeout=120)
 
 
 async def open_url(url: str, headers: dict[str, str]) -> HttpResponse:
     parts = urlsplit(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    if parts.scheme == "https":
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            parts.hostname, parts.port, timeout=120, context=ssl.create_default_context())
-    else:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    key = (parts.scheme, parts.hostname, parts.port)
+    conn = _POOL.take(key)
+    reused = conn is not None
+    if conn is None:
+        conn = _new_connection(parts.scheme, parts.hostname, parts.port)
 
     def _open() -> HttpResponse:
-        try:
-            conn.request("GET", target, headers=headers)
-            sock = conn.sock
-            return HttpResponse(conn, conn.getresponse(), sock)
-        except (OSError, http.client.HTTPException) as e:
-            conn.close()
-            raise NetworkError(f"connection to {parts.hostname} failed: {e or type(e).__name__}") from None
+        nonlocal conn, reused
+        while True:
+            try:
+                conn.request("GET", target, headers=headers)
+                sock = conn.sock
+                return HttpResponse(conn, conn.getresponse(), sock, key)
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                if reused:    # the server closed an idle connection: once more on a new one
+                    conn, reused = _new_connection(parts.scheme, parts.hostname, parts.port), False
+                    continue
+                raise NetworkError(f"connection to {parts.hostname} failed: {e or type(e).__name__}") from None
 
     try:
         return await asyncio.to_thread(_open)
@@ -84,29 +135,44 @@ def _hang_up(conn: http.client.HTTPConnection) -> None:
             pass
 
 
-def new_crc32c():
-    """A fast CRC32C where a compiled module is installed, else the reference."""
+def _crc32c_backend():
+    """The compiled CRC32C: `crc32c` (a dependency: it reads any buffer, so
+    no copy), else google-crc32c (bytes only: one copy per chunk); the pure
+    reference, about a thousand times slower, only with a warning."""
+    try:
+        import crc32c as mod  # type: ignore[import-not-found]
+        return lambda: _CrcModule(mod)
+    except ImportError:
+        pass
     try:
         import google_crc32c  # type: ignore[import-not-found]
+        if google_crc32c.implementation == "c":
+            return _GoogleCrc
     except ImportError:
-        try:
-            import crc32c as _crc  # type: ignore[import-not-found]
-        except ImportError:
-            return PureCrc32c()
-        return _CrcModule(_crc)
-    return _GoogleCrc(google_crc32c)
+        pass
+    warnings.warn("no compiled CRC32C (pip install crc32c): checking every instance in pure "
+                  "Python, which is very slow", RuntimeWarning, stacklevel=3)
+    return PureCrc32c
+
+
+_BACKEND = None
+
+
+def new_crc32c():
+    global _BACKEND
+    if _BACKEND is None:
+        _BACKEND = _crc32c_backend()
+    return _BACKEND()
 
 
 class _GoogleCrc:
-    def __init__(self, mod) -> None:
-        self._c = mod.Checksum()
+    def __init__(self) -> None:
+        import google_crc32c  # type: ignore[import-not-found]
+        self._extend = google_crc32c.extend
+        self.value = 0
 
     def update(self, data) -> None:
-        self._c.update(data if isinstance(data, bytes) else bytes(data))
-
-    @property
-    def value(self) -> int:
-        return int.from_bytes(self._c.digest(), "big")
+        self.value = self._extend(self.value, data if isinstance(data, bytes) else bytes(data))
 
 
 class _CrcModule:

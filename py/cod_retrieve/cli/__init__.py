@@ -1,0 +1,1 @@
+"""The command line: `cod-retrieve download|stats|verify|cohort` (CPython only)."""

@@ -1,0 +1,64 @@
+"""Check a folder against the bucket's metadata without downloading: every
+instance file is read and its size and CRC32C compared, whatever log.json says.
+
+Runtime-neutral: it reads through the Folder protocol, so the same check runs
+on a local directory and on a browser folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._compat import new_crc32c
+from .folder import Folder
+from .plan import Plan
+
+
+@dataclass
+class FolderReport:
+    ok: list[str] = field(default_factory=list)          # paths whose bytes match the metadata
+    missing: list[str] = field(default_factory=list)
+    changed: list[tuple[str, str]] = field(default_factory=list)   # (path, what is wrong)
+    extra: list[str] = field(default_factory=list)       # files in a series folder the metadata does not list
+    errors: list[str] = field(default_factory=list)      # series or studies that could not be checked
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.changed or self.errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": len(self.ok), "missing": self.missing,
+                "changed": [{"path": p, "problem": why} for p, why in self.changed],
+                "extra": self.extra, "errors": self.errors, "clean": self.clean}
+
+
+async def verify_folder(folder: Folder, plan: Plan) -> FolderReport:
+    report = FolderReport()
+    report.errors.extend(str(e) for e in plan.errors)
+    for sp in plan.series:
+        if sp.metadata is None:
+            report.errors.append(str(sp.error or f"series {sp.series_uid}: no metadata"))
+            continue
+        where = (sp.study_uid, sp.series_uid, "instances")
+        sizes = await folder.sizes(where)
+        listed = set()
+        for inst in sp.instances:
+            name = inst.path[-1]
+            listed.add(name)
+            path = "/".join(inst.path)
+            size = sizes.get(name)
+            if size is None:
+                report.missing.append(path)
+            elif size != inst.size:
+                report.changed.append((path, f"{size} bytes, metadata says {inst.size}"))
+            else:
+                crc = new_crc32c()
+                async for chunk in folder.iter_bytes(inst.path):
+                    crc.update(chunk)
+                if crc.value != inst.crc32c:
+                    report.changed.append((path, f"CRC32C {crc.value:08x}, metadata says {inst.crc32c:08x}"))
+                else:
+                    report.ok.append(path)
+        report.extra.extend("/".join((*where, n)) for n in sorted(set(sizes) - listed))
+    return report
