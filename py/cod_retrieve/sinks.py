@@ -29,7 +29,15 @@ class FolderSink:
         self.journal = journal
 
     async def prepare(self, plans: list[SeriesPlan]) -> None:
-        return None
+        """Remove what a killed writer left: hidden `.part` files in the
+        folders of series still to fetch (a process killed mid-write)."""
+        for sp in plans:
+            if sp.metadata is None or sp.complete:
+                continue
+            where = (sp.study_uid, sp.series_uid, "instances")
+            for name in await self.folder.list(where):
+                if is_leftover(name):
+                    await self.folder.remove((*where, name))
 
     async def put(self, instance: Instance, data: bytes | bytearray) -> None:
         await self.folder.write_atomic(instance.path, data)
@@ -49,6 +57,11 @@ class FolderSink:
 
     def describe(self, instance: Instance) -> str:
         return "/".join(instance.path)
+
+
+def is_leftover(name: str) -> bool:
+    """A file being written (`.<name>.<random>.part`), left by a process that died."""
+    return name.startswith(".") and name.endswith(".part")
 
 
 async def mark_saved_in_folder(folder: Folder, journal: Journal, plan: SeriesPlan) -> None:
