@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +119,17 @@ def test_token_sources(tmp_path):
 def test_leftovers_are_only_hidden_part_files():
     assert is_leftover(".1.2.3.dcm.ab12.part")
     assert not is_leftover("1.2.3.dcm") and not is_leftover("notes.part") and not is_leftover(".hidden")
+
+
+def test_without_a_compiled_crc32c_it_warns_and_still_checks():
+    """With neither crc32c nor google-crc32c importable, CPython falls back to
+    the pure reference with a RuntimeWarning (a fresh interpreter: the choice is made once)."""
+    code = ("import sys, warnings; sys.modules['crc32c'] = None; sys.modules['google_crc32c'] = None\n"
+            "from cod_retrieve._compat import new_crc32c\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always'); c = new_crc32c(); c.update(b'123456789')\n"
+            "print(hex(c.value), type(c).__name__, [str(x.message) for x in w])\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "py"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("0xe3069283 PureCrc32c") and "pip install crc32c" in out.stdout

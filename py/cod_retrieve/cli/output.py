@@ -22,7 +22,18 @@ class Output:
         self.view = view
 
     def event(self, name: str, payload: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Finished series and errors as lines; everything else to `tick`."""
+        row = self.view.apply(name, payload)
+        if row is not None and row.status in FINAL:
+            self.message(row_line(row))
+        elif name == "error":
+            self.message(f"error: {payload.get('error')}")
+        else:
+            self.tick(name)
+
+    def tick(self, name: str) -> None:
+        """An event that changed the figures only (progress, a series started)."""
+        return None
 
     def message(self, text: str) -> None:
         """A line for people (warnings, summaries); JSON output keeps them out of stdout."""
@@ -42,13 +53,8 @@ class PlainOutput(Output):
         self.every, self.clock = every, clock
         self._last = clock()
 
-    def event(self, name: str, payload: dict[str, Any]) -> None:
-        row = self.view.apply(name, payload)
-        if row is not None and row.status in FINAL:
-            self.message(row_line(row))
-        elif name == "error":
-            self.message(f"error: {payload.get('error')}")
-        elif name == "progress" and self.clock() - self._last >= self.every:
+    def tick(self, name: str) -> None:
+        if name == "progress" and self.clock() - self._last >= self.every:
             self._last = self.clock()
             self.message(summary_line(self.view.snapshot()))
 
@@ -86,13 +92,8 @@ class TerminalOutput(Output):
         if self._drawn:
             self._draw(force=True)
 
-    def event(self, name: str, payload: dict[str, Any]) -> None:
-        row = self.view.apply(name, payload)
-        if row is not None and row.status in FINAL:
-            self.message(row_line(row))
-        elif name == "error":
-            self.message(f"error: {payload.get('error')}")
-        elif name in ("progress", "series"):
+    def tick(self, name: str) -> None:
+        if name in ("progress", "series"):
             self._draw()
 
     def close(self) -> None:
