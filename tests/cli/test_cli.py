@@ -14,7 +14,7 @@ import threading
 import zipfile
 from pathlib import Path
 
-from support.cli import cli_argv, cli_env, events, last, run_cli
+from support.cli import cli_argv, cli_env, events, held_child, last, run_cli
 from support.faultproxy import Fault, on_path
 from support.files import bucket_files, folder_files
 
@@ -162,10 +162,8 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(fresh_proxy, bucket_server, co
     hold = on_path(f"{second_series}.tar", Fault("hold", after=5_000_000, release=release), times=1, ranged=False)
     fresh_proxy.rules.append(hold)
     out = tmp_path / "out"
-    child = subprocess.Popen(cli_argv("download", BUCKET, study.study_uid, "--api-base", fresh_proxy.url,
-                                      "--out", out, "--concurrency", "1", "--json"),
-                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with held_child(release, "download", BUCKET, study.study_uid, "--api-base", fresh_proxy.url,
+                    "--out", out, "--concurrency", "1", "--json") as child:
         lines = []
         for line in child.stdout:       # the first series saved before the second's tar was asked for
             lines.append(json.loads(line))
@@ -174,10 +172,6 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(fresh_proxy, bucket_server, co
         fresh_proxy.wait_until(lambda: hold.fired == 1, what="second tar held")
         child.send_signal(signal.SIGINT)
         rest, err = child.communicate(timeout=60)
-    finally:
-        release.set()
-        if child.poll() is None:
-            child.kill()
     assert child.returncode == 130, err
     evts = lines + [json.loads(x) for x in rest.splitlines() if x.strip()]
     assert last(evts, "complete")["cancelled"] is True

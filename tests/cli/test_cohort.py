@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 
 import pytest
 
-from support.cli import cli_argv, cli_env, events, run_cli
+from support.cli import events, held_child, run_cli
 from support.faultproxy import Fault, on_path
 from support.files import bucket_files, folder_files
 
@@ -47,7 +46,6 @@ def test_cohort_on_local_workers_reports_every_study(bucket_server, demo_studies
     status = {o["study"]: o["status"] for o in report["studies"]}
     assert status == {**{s.study_uid: "saved" for s in studies}, NO_SUCH_STUDY: "failed"}
     assert report["saved"] == 3 and report["total"] == 4
-    assert len({o["worker"] for o in report["studies"]}) == 2          # both workers took studies
     for s in studies:                                                   # one log.json per study
         logs = json.loads((out / s.study_uid / "log.json").read_text())["logs"]
         assert len(logs) == sum(len(v) for v in s.series.values())
@@ -72,11 +70,9 @@ def test_killed_worker_has_its_study_retried_and_resumed(fresh_proxy, bucket_ser
     out = tmp_path / "out"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        child = subprocess.Popen(cli_argv("cohort", BUCKET, "--manifest", manifest, "--api-base", fresh_proxy.url,
-                                          "--out", out, "--scheduler", cluster.scheduler_address,
-                                          "--concurrency", "1", "--json"),
-                                 env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
+        with held_child(release, "cohort", BUCKET, "--manifest", manifest, "--api-base", fresh_proxy.url,
+                        "--out", out, "--scheduler", cluster.scheduler_address, "--concurrency", "1",
+                        "--json") as child:
             fresh_proxy.wait_until(lambda: hold.fired == 1, what="a tar of the big study held")
             key = f"cod-study-{cohort_study.study_uid}"
             where = [w for w, keys in client.processing().items() if key in keys]
@@ -84,10 +80,6 @@ def test_killed_worker_has_its_study_retried_and_resumed(fresh_proxy, bucket_ser
             pid = client.run(os.getpid, workers=where)[where[0]]
             os.kill(pid, signal.SIGKILL)
             stdout, stderr = child.communicate(timeout=240)
-        finally:
-            release.set()
-            if child.poll() is None:
-                child.kill()
     assert child.returncode == 0, stderr
     have = {k: v for k, v in folder_files(out).items() if k != "cohort-report.json"}
     assert have == _want(bucket_server, studies)

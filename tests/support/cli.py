@@ -6,7 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 PY = Path(__file__).resolve().parents[2] / "py"
 
@@ -36,3 +39,18 @@ def last(evts: list[dict], name: str) -> dict:
     found = [e for e in evts if e["event"] == name]
     assert found, f"no {name!r} event in {[e['event'] for e in evts]}"
     return found[-1]
+
+
+@contextmanager
+def held_child(release: threading.Event, *args: str) -> Iterator[subprocess.Popen]:
+    """The command line as a child whose transfer the proxy holds until
+    `release`: afterwards the hold is released and the child never outlives the test."""
+    child = subprocess.Popen(cli_argv(*args), env=cli_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        yield child
+    finally:
+        release.set()
+        if child.poll() is None:
+            child.kill()
+            child.communicate()

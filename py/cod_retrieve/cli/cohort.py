@@ -136,8 +136,9 @@ def cohort(args: argparse.Namespace, out: Output) -> int:
         try:
             outcomes = run_cohort(client, tasks, args.retries, show)
         except KeyboardInterrupt:
-            client.close()
             return Exit.INTERRUPTED
+        finally:
+            client.close()
         report = {"studies": outcomes, "seconds": round(time.monotonic() - started, 3),
                   "saved": sum(1 for o in outcomes if o["status"] == "saved"), "total": len(outcomes)}
         (Path(args.out) / REPORT).write_text(json.dumps(report, indent=1))
@@ -146,7 +147,6 @@ def cohort(args: argparse.Namespace, out: Output) -> int:
         else:
             out.message(f"{report['saved']} of {report['total']} studies saved in "
                         f"{format_seconds(report['seconds'])}; report: {Path(args.out) / REPORT}")
-        client.close()
         return Exit.OK if report["saved"] == report["total"] else Exit.INCOMPLETE
     finally:
         if cluster is not None:
