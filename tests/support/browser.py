@@ -112,13 +112,68 @@ async ({ api, bucket, prefix, uids, folder, token, fresh, stall }) => {
 """
 
 
-def run_through(page, site_url, api, studies, folder, token="t", fresh=None, stall=3):
-    """Open the page, run one download of `studies` through the module: {result, errors, asked}."""
+def _run_args(api, studies, folder, token, fresh, stall) -> dict:
+    return {"api": api, "bucket": studies[0].bucket, "prefix": studies[0].datastore,
+            "uids": [s.study_uid for s in studies], "folder": folder, "token": token,
+            "fresh": fresh, "stall": stall}
+
+
+def _open_index(page, site_url) -> None:
     page.goto(f"{site_url}/index.html")
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
-    return page.evaluate(RUN_THROUGH, {"api": api, "bucket": studies[0].bucket, "prefix": studies[0].datastore,
-                                       "uids": [s.study_uid for s in studies], "folder": folder, "token": token,
-                                       "fresh": fresh, "stall": stall})
+
+
+def run_through(page, site_url, api, studies, folder, token="t", fresh=None, stall=3):
+    """Open the page, run one download of `studies` through the module: {result, errors, asked}."""
+    _open_index(page, site_url)
+    return page.evaluate(RUN_THROUGH, _run_args(api, studies, folder, token, fresh, stall))
+
+
+# Counts, per fetched URL path, the body bytes the page has read and the reads
+# it has waiting: a test knows from it that the page holds what was sent.
+COUNT_READS = """
+() => {
+  const rec = window.__reads = {};
+  const bodies = new WeakMap(), readers = new WeakMap();
+  const fetch0 = window.fetch;
+  window.fetch = function (input, init) {
+    const path = new URL(String(input?.url ?? input)).pathname;
+    return fetch0.call(this, input, init).then((r) => { if (r.body) bodies.set(r.body, path); return r; });
+  };
+  const getReader0 = ReadableStream.prototype.getReader;
+  ReadableStream.prototype.getReader = function (...a) {
+    const reader = getReader0.apply(this, a);
+    if (bodies.has(this)) readers.set(reader, bodies.get(this));
+    return reader;
+  };
+  const read0 = ReadableStreamDefaultReader.prototype.read;
+  ReadableStreamDefaultReader.prototype.read = function (...a) {
+    const path = readers.get(this);
+    const p = read0.apply(this, a);
+    if (path === undefined) return p;
+    const r = rec[path] ??= { bytes: 0, pending: 0 };
+    r.pending += 1;
+    return p.then((v) => { r.bytes += v.value?.byteLength ?? 0; return v; }).finally(() => { r.pending -= 1; });
+  };
+}
+"""
+
+
+def start_run(page, site_url, api, studies, folder, token="t", fresh=None, stall=3) -> None:
+    """As run_through, but returns at once with the page's reads counted
+    (window.__reads); `finish_run` waits for the outcome."""
+    _open_index(page, site_url)
+    page.evaluate(COUNT_READS)
+    page.evaluate(f"args => {{ window.__run = ({RUN_THROUGH})(args).then(r => ({{ ok: r }}), e => ({{ err: String(e) }})); }}",
+                  _run_args(api, studies, folder, token, fresh, stall))
+
+
+def finish_run(page, timeout: float = 300.0) -> dict:
+    """The outcome of the run `start_run` began: {result, errors, asked}."""
+    out = page.evaluate(f"""() => Promise.race([window.__run,
+        new Promise(r => setTimeout(() => r({{ err: 'no outcome in {timeout} s' }}), {timeout * 1000}))])""")
+    assert "ok" in out, out["err"]
+    return out["ok"]
 
 
 def open_page(browser, init_script: str | None = None):

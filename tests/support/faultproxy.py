@@ -33,7 +33,7 @@ class Fault:
     after: int = 0                 # body bytes of the response passed before the fault
     seconds: float = 0.0           # stall: how long the connection is kept silent
     at: int | None = None          # instead of `after`: the object's byte the fault sits at
-    release: threading.Event | None = None   # hold: the rest is sent once this is set
+    release: threading.Event | None = None   # hold: the rest is sent once this is set; cut: cut then
     rule: "PathRule | None" = field(default=None, repr=False, compare=False)
     fired: bool = field(default=False, repr=False, compare=False)   # set on the copy a request got
 
@@ -192,7 +192,9 @@ class FaultProxy(LoopbackServer):
                             if seen.client_closed:
                                 return
                             chunk = chunk[cut:]
-                        else:                   # "cut"
+                        else:                   # "cut", after a hold if it has a release
+                            if fault.release is not None:
+                                seen.client_closed = await _held(reader, fault.release)
                             return
                 writer.write(chunk)
                 await writer.drain()
