@@ -41,7 +41,8 @@ export interface CreateCodDownloadOptions {
   /** Where zip mode builds each zip. Default: the first that works of an OPFS spool, a
    *  service-worker stream into the download, memory (at most 1 GB per job). */
   zipSpool?: "opfs" | "service-worker" | "memory";
-  /** Run Python and the jobs in a dedicated Worker (callbacks still fire on the main thread). Default false. */
+  /** Run Python and the jobs in a dedicated Worker (callbacks still fire on the main thread). Default true
+   *  where the browser has module workers; false runs them on the page's thread. */
   worker?: boolean;
 }
 

@@ -147,9 +147,9 @@ const EVENTS = {
   onComplete: "complete", onError: "error", onSeries: "series",
 };
 
-// ---- Where Python runs. By default on this page's thread (loadRuntime); with
-// createCodDownload({worker: true}) in a dedicated Worker (cod-worker.mjs), one
-// per page, so the main thread only renders. Both take the same calls
+// ---- Where Python runs. By default in a dedicated Worker (cod-worker.mjs), one
+// per page, so the main thread only renders; with createCodDownload({worker:
+// false}) on this page's thread (loadRuntime). Both take the same calls
 // (cod-ops.mjs) and hand Job payloads to the same Job objects.
 
 // What only the page can do, asked by Python wherever it runs. Whatever the
@@ -245,6 +245,12 @@ class WorkerRuntime extends Runtime {
 }
 
 const runtimes = {};
+
+// A module Worker is where Python runs unless the page says otherwise
+// ({worker: false}) or the browser has none.
+function workersUsable() {
+  return typeof Worker === "function" && typeof Blob === "function" && typeof URL.createObjectURL === "function";
+}
 
 async function startRuntime(inWorker) {
   const key = inWorker ? "worker" : "local";
@@ -386,14 +392,14 @@ export class CodDownload {
 }
 
 // Callbacks fire here, on the page's main thread, wherever the job runs
-// (options.worker: true puts Python in a dedicated Worker). options.zipSpool forces where zip mode builds its zips: "opfs"
+// (Python runs in a dedicated Worker unless options.worker is false). options.zipSpool forces where zip mode builds its zips: "opfs"
 // (a disk spool, then a disk-backed File to Downloads), "service-worker"
 // (streamed straight into the download through cod-sw.js, next to this module,
 // with backpressure), or "memory" (at most 1 GB per job). Unset: the first of
 // these the browser allows.
 export async function createCodDownload(options = {}) {
   const { getToken, onError, worker, ...rest } = options;
-  const rt = await startRuntime(worker === true);
+  const rt = await startRuntime(worker ?? workersUsable());
   const plain = JSON.parse(JSON.stringify(rest));      // what crosses to the worker: data only
   const id = await rt.call("create", [{ ...plain, hasGetToken: !!getToken }]);
   // A portal's getToken may reject with anything (a string, a DOMException):

@@ -100,8 +100,92 @@ async function removeIfEmpty(dir, name, handle) {
   } catch { /* gone already */ }
 }
 
+// In a dedicated Worker, a folder in the origin-private file system is written
+// through createSyncAccessHandle: synchronous writes straight into the file,
+// with none of createWritable's swap-file copy in the browser process. The
+// bytes go to a hidden `.<name>.<random>.part` (what Python clears as a
+// killed writer's leftover) that commit() moves onto the name, so nothing
+// shows under a final name until it is complete, as with createWritable.
+const syncWritable = typeof FileSystemFileHandle !== "undefined" &&
+  typeof FileSystemFileHandle.prototype.createSyncAccessHandle === "function" &&
+  typeof FileSystemFileHandle.prototype.move === "function";
+const inOpfs = new WeakMap();       // directory handle -> Promise<boolean>
+
+function writesInPlace(dir) {
+  if (!syncWritable) return Promise.resolve(false);
+  if (!inOpfs.has(dir)) {
+    inOpfs.set(dir, navigator.storage.getDirectory()
+      .then(async (root) => (await root.isSameEntry(dir)) || (await root.resolve(dir)) !== null)
+      .catch(() => false));
+  }
+  return inOpfs.get(dir);
+}
+
+class SyncWriter {
+  constructor(dir, name, temp, handle, access) {
+    Object.assign(this, { dir, name, temp, handle, access, at: 0 });
+  }
+
+  write(bytes) {
+    return guarded(async () => {
+      for (let done = 0; done < bytes.byteLength;) {
+        const n = syncWriteResult(this.access.write(done ? bytes.subarray(done) : bytes, { at: this.at }),
+                                  bytes.byteLength - done, this.name);
+        done += n;
+        this.at += n;
+      }
+    });
+  }
+
+  close() {
+    return guarded(async () => {
+      try {
+        this.access.flush();
+        const size = this.access.getSize();
+        if (size !== this.at) throw new Error(`${this.name} holds ${size} bytes after writing ${this.at}`);
+        this.access.close();
+        await this.handle.move(this.name);
+      } catch (e) {
+        await this._discard();
+        throw e;
+      }
+    });
+  }
+
+  abort() { return guarded(() => this._discard()); }
+
+  async _discard() {
+    try { this.access.close(); } catch { /* closed already */ }
+    await this.dir.removeEntry(this.temp).catch(() => {});
+  }
+}
+
+// Chromium's sync write does not throw when the quota is used up: it writes
+// what fits and returns base::File's error code as an unsigned number
+// (4294967288 = -8, FILE_ERROR_NO_SPACE). Anything but 1..wanted bytes fails.
+function syncWriteResult(n, wanted, name) {
+  if (n > 0 && n <= wanted) return n;
+  const code = n | 0;
+  if (code === -8) {
+    throw Object.assign(new Error(`the storage quota is used up while writing ${name}`), { name: "QuotaExceededError" });
+  }
+  throw new Error(`writing ${name} failed (${code < 0 ? `file error ${code}` : "nothing written"})`);
+}
+
+async function openSyncWriter(dir, name) {
+  const temp = `.${name}.${Math.random().toString(36).slice(2, 10)}.part`;
+  const handle = await dir.getFileHandle(temp, { create: true });
+  try {
+    return new SyncWriter(dir, name, temp, handle, await handle.createSyncAccessHandle());
+  } catch (e) {
+    await dir.removeEntry(temp).catch(() => {});
+    throw e;
+  }
+}
+
 export function openWriter(dir, name) {
   return guarded(async () => {
+    if (await writesInPlace(dir)) return openSyncWriter(dir, name);
     const handle = await dir.getFileHandle(name, { create: true });
     try {
       return new Writer(dir, name, handle, await handle.createWritable());
@@ -118,7 +202,7 @@ export function writeFile(dir, name, bytes) {
   return guarded(async () => {
     const w = await openWriter(dir, name);
     try {
-      await w.writable.write(bytes);
+      await w.write(bytes);
     } catch (e) {
       await w._discard();
       throw e;

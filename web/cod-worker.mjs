@@ -43,6 +43,9 @@ const ops = createOps({
   },
 });
 
+// The calls, for devtools and tests (what a job asked of the network: ops.traffic(job)).
+globalThis.codRetrieveOps = ops;
+
 self.onmessage = async (ev) => {
   const msg = ev.data;
   if (msg?.type === "host-reply") {

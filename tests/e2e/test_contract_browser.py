@@ -172,7 +172,8 @@ def test_storage_full_ends_with_a_clear_error_and_a_later_run_completes(page, si
     want = expected_files(bucket_server.url, fx)
     got = read_folder(page, "full")
     log = got.pop("log.json", None)
-    assert all(want[k] == v for k, v in got.items()), "a partial or empty file is under a final name"
+    bad = {k: v for k, v in got.items() if want.get(k) != v}
+    assert not bad, f"partial, empty or stray files under final names: {bad}"
     if log is not None:
         logs = json.loads(page.evaluate("""async () => { const d = await (await navigator.storage.getDirectory())
             .getDirectoryHandle('full'); return await (await (await d.getFileHandle('log.json')).getFile()).text(); }"""))

@@ -16,7 +16,7 @@ import zipfile
 import pytest
 
 import build
-from support.browser import expected_files, read_folder
+from support.browser import assert_python_in_worker, expected_files, read_folder
 
 from support.contract import KEYS
 
@@ -111,6 +111,7 @@ def test_portal_on_other_origin_downloads_through_module(page, site_url, portal_
     assert sorted(p["key"] for p in ev["series"] if p["status"] == "saved") == sorted(result["succeeded"])
     assert len(ev["complete"]) == 1 and keys(ev["complete"][0]) == COMPLETE_KEYS
     assert ev["complete"][0]["succeeded"] == result["succeeded"]
+    assert_python_in_worker(page)            # the module's Worker, started from a blob: on the portal's origin
     got = read_folder(page, "portal-mod")
     got.pop("log.json")
     assert got == want_for(bucket_server.url, [study])
@@ -151,6 +152,7 @@ def test_portal_element_folder_mode(page, site_url, portal_origin, bucket_server
     assert page.locator("cod-retrieve-download [role=progressbar]").first.get_attribute("aria-valuenow") == "100"
     # the picked folder is shared with the viewer: IndexedDB, key indexed_db_directory_handle_key
     assert page.evaluate("window.codModule.storedDirectoryHandle().then(h => h && h.name)") == "portal-el"
+    assert_python_in_worker(page)
     got = read_folder(page, "portal-el")
     got.pop("log.json")
     assert got == want_for(bucket_server.url, [study])
@@ -209,6 +211,7 @@ def test_viewer_route_two_studies_drops_token(page, site_url, bucket_server, dem
     page.get_by_role("button", name="Download", exact=True).click()
     page.wait_for_selector("body[data-job-state]", timeout=120_000)
     assert page.evaluate("document.body.dataset.jobState") == "done", page.locator("#errors").inner_text()
+    assert_python_in_worker(page)
     got = read_folder(page, "viewer-route")
     got.pop("log.json")
     assert got == want_for(bucket_server.url, demo_studies)

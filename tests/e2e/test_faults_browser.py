@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from support.browser import expected_files, finish_run, read_folder, run_through, start_run
+from support.browser import expected_files, finish_run, read_folder, run_through, start_run, wait_in
 from support.files import largest_tar, tars_by_size
 from support.faultproxy import Fault, on_path
 
@@ -38,10 +38,11 @@ def test_browser_recovers_from_cut_flip_and_bursts(page, site_url, fresh_proxy, 
     fresh_proxy.rules += [cut, flip, *bursts]
     try:
         # A stall timeout far beyond the hold: the page never gives up on the held tar itself.
-        start_run(page, site_url, fresh_proxy.url, [study], "faults", stall=600)
+        worker = start_run(page, site_url, fresh_proxy.url, [study], "faults", stall=600)
         fresh_proxy.wait_until(lambda: cut.fired == 1, what="the largest tar held at the cut")
-        page.wait_for_function("""([tar, at]) => Object.entries(window.__reads).some(([path, r]) =>
-            path.endsWith(tar) && r.bytes === at && r.pending === 1)""", arg=[cut_tar, CUT_AT], timeout=60_000)
+        wait_in(worker, """([tar, at]) => Object.entries(globalThis.__reads).some(([path, r]) =>
+            path.endsWith(tar) && r.bytes === at && r.pending === 1)""", [cut_tar, CUT_AT],
+                what="Python has read every byte before the cut")
     finally:
         release.set()
     out = finish_run(page)

@@ -10,9 +10,9 @@ import pytest
 from support.browser import expected_files, read_folder
 
 RUN = """
-async ({ api, bucket, prefix, uids, folder }) => {
+async ({ api, bucket, prefix, uids, folder, options }) => {
   const { createCodDownload } = await import('/cod-retrieve.mjs');
-  const cod = await createCodDownload({ apiBase: api, concurrency: 3 });
+  const cod = await createCodDownload({ apiBase: api, concurrency: 3, ...options });
   window.__pickedName = folder;
   await cod.initDirectory();
   cod.initBucket({ bucket, bucketPrefix: prefix, token: 'secret-token' });
@@ -34,21 +34,26 @@ async ({ api, bucket, prefix, uids, folder }) => {
   const job2 = await cod.download(uids, false);
   const result2 = await job2.start();
   return { stats1, stats2, ev, result, requests2: result2.requests, tars2: job2.traffic().bodyBytes,
-           traffic1 };
+           traffic1, ranOnPage: job._rt.local === true };
 }
 """
 
 
-def run(page, site_url, server, bucket, prefix, uids, folder):
+def run(page, site_url, server, bucket, prefix, uids, folder, options=None):
     page.goto(f"{site_url}/index.html")
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
     return page.evaluate(RUN, {"api": server.url, "bucket": bucket, "prefix": prefix,
-                               "uids": uids, "folder": folder})
+                               "uids": uids, "folder": folder, "options": options or {}})
 
 
-def test_module_downloads_multi_series_study(page, site_url, bucket_server, demo_studies):
+@pytest.mark.parametrize("where", ["worker", "page"])
+def test_module_downloads_multi_series_study(page, site_url, bucket_server, demo_studies, where):
+    """The default runs Python in the module's Worker; {worker: false} on the page's thread."""
     uids = [s.study_uid for s in demo_studies]
-    out = run(page, site_url, bucket_server, demo_studies[0].bucket, demo_studies[0].datastore, uids, "mod")
+    options = {"worker": False} if where == "page" else {}
+    out = run(page, site_url, bucket_server, demo_studies[0].bucket, demo_studies[0].datastore, uids,
+              f"mod-{where}", options)
+    assert out["ranOnPage"] == (where == "page")
     assert out["stats1"] == out["stats2"]                       # getStats twice: same figures
     assert out["stats1"]["totalSeriesCount"] == 7
     total = sum(s.total_dicom_bytes for s in demo_studies)
@@ -62,7 +67,7 @@ def test_module_downloads_multi_series_study(page, site_url, bucket_server, demo
     # Per tar, the progress deltas add up to its Content-Length; all tars to the study's tar bytes.
     assert all(u["sum"] == u["total"] for u in ev["perUrl"].values()), ev["perUrl"]
     assert sum(u["sum"] for u in ev["perUrl"].values()) == sum(s.total_tar_bytes for s in demo_studies)
-    got = read_folder(page, "mod")
+    got = read_folder(page, f"mod-{where}")
     got.pop("log.json")
     want = {}
     for s in demo_studies:

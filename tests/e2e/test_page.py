@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-from support.browser import expected_files, read_folder
+from support.browser import assert_python_in_worker, expected_files, read_folder
 
 
 def page_url(site_url, server, studies) -> str:
@@ -30,6 +30,7 @@ def test_page_downloads_studies_into_folder(page, site_url, bucket_server, demo_
     assert "(100 %)" in page.locator("#overall-text").inner_text()
     statuses = page.locator("#series-table tbody td:last-child").all_inner_texts()
     assert statuses == ["saved"] * 7
+    assert_python_in_worker(page)
 
     got = read_folder(page)
     want = {}

@@ -13,27 +13,31 @@ from __future__ import annotations
 import threading
 import urllib.parse
 
-from support.browser import expected_files, read_folder
+from support.browser import expected_files, python_worker, read_folder, wait_in
 from support.faultproxy import Fault, on_path
 from support.files import tars_by_size
 
 HOLD_AT = 256 * 1024        # below the smallest tar of the study
 CONCURRENCY = 3             # the page's: series downloaded at once
 
-# Instrumentation of the real page (nothing replaced): every fetch and every
-# read of a fetched body is counted, and any begun while the page shows the
-# paused state (the button reads "Resume") is written down; the page's Job is
-# kept in window.__job, with the client's byte count when it was made.
+# Instrumentation of the real job where it runs, the module's Worker (nothing
+# replaced): every fetch and every read of a fetched body is counted, and any
+# begun while the job is paused (between the page's "pause" and "resume" calls
+# reaching the worker, each handled before this listener sees it) is written
+# down; the job's id and the client's byte count after its plan are kept.
 INSTRUMENT = """
-async () => {
-  const m = await import('/cod-retrieve.mjs');
-  const rec = window.__rec = { pendingReads: 0, whilePaused: [] };
-  const paused = () => document.getElementById('pause').textContent === 'Resume';
+() => {
+  const ops = globalThis.codRetrieveOps;
+  const rec = globalThis.__rec = { pendingReads: 0, whilePaused: [], paused: false, job: null, planBytes: 0 };
+  self.addEventListener("message", (ev) => {
+    if (ev.data?.op === "pause") rec.paused = true;
+    if (ev.data?.op === "resume") rec.paused = false;
+  });
   const bodies = new WeakMap(), readers = new WeakMap();
-  const fetch0 = window.fetch;
-  window.fetch = function (input, init) {
+  const fetch0 = globalThis.fetch;
+  globalThis.fetch = function (input, init) {
     const url = String(input?.url ?? input);
-    if (paused()) rec.whilePaused.push(['fetch', url]);
+    if (rec.paused) rec.whilePaused.push(['fetch', url]);
     return fetch0.call(this, input, init).then((r) => { if (r.body) bodies.set(r.body, url); return r; });
   };
   const getReader0 = ReadableStream.prototype.getReader;
@@ -47,27 +51,26 @@ async () => {
     const url = readers.get(this);
     const p = read0.apply(this, a);
     if (url === undefined) return p;
-    if (paused()) rec.whilePaused.push(['read', url]);
+    if (rec.paused) rec.whilePaused.push(['read', url]);
     rec.pendingReads += 1;
     return p.finally(() => { rec.pendingReads -= 1; });
   };
-  const download0 = m.CodDownload.prototype.download;
-  m.CodDownload.prototype.download = async function (...a) {
-    const job = await download0.apply(this, a);
-    window.__planBytes = job.traffic().bodyBytes;      // listing and metadata of this job's plan
-    window.__job = job;
+  const download0 = ops.download;
+  ops.download = async (...a) => {
+    const job = await download0(...a);
+    rec.planBytes = ops.traffic(job).bodyBytes;      // listing and metadata of this job's plan
+    rec.job = job;
     return job;
   };
+  globalThis.__traffic = () => rec.job === null ? null : ops.traffic(rec.job);
 }
 """
 
-# Turns of the page's Python event loop: any task that can run, runs (a job
-# that did not hold would read on and fetch the next series here).
+
+# Turns of the Worker's event loop, which Python's runs on: any task that can
+# run, runs (a job that did not hold would read on and fetch the next series here).
 LOOP_TURNS = """
-async () => {
-  const { loadRuntime } = await import('/cod-retrieve.mjs');
-  await (await loadRuntime()).runPythonAsync('import asyncio\\nfor _ in range(200):\\n    await asyncio.sleep(0)');
-}
+async () => { for (let i = 0; i < 200; i++) await new Promise((r) => setTimeout(r, 0)); }
 """
 
 
@@ -77,8 +80,8 @@ def page_url(site_url, proxy, study) -> str:
     return f"{site_url}/index.html?{urllib.parse.urlencode(q)}"
 
 
-def traffic(page) -> dict:
-    return page.evaluate("window.__job.traffic()")
+def traffic(worker) -> dict:
+    return worker.evaluate("globalThis.__traffic()")
 
 
 def test_pause_and_resume_buttons(page, site_url, fresh_proxy, bucket_server, demo_studies):
@@ -90,34 +93,36 @@ def test_pause_and_resume_buttons(page, site_url, fresh_proxy, bucket_server, de
     try:
         page.goto(page_url(site_url, fresh_proxy, study))
         page.wait_for_selector("body[data-ready='1']", timeout=60_000)
-        page.evaluate(INSTRUMENT)
+        worker = python_worker(page)
+        worker.evaluate(INSTRUMENT)
         page.evaluate("window.__pickedName = 'paused'")
         page.get_by_role("button", name="Choose folder").click()
         page.wait_for_function("!document.getElementById('download').disabled")
         page.get_by_role("button", name="Download", exact=True).click()
 
         # Mid-download, certainly: every running series' tar held at HOLD_AT, all
-        # of it taken by the page, and its next read waiting for more.
+        # of it taken by the job, and its next read waiting for more.
         fresh_proxy.wait_until(lambda: hold.fired == CONCURRENCY, what="every running tar held")
-        page.wait_for_function(f"""window.__job && window.__rec.pendingReads === {CONCURRENCY}
-            && window.__job.traffic().bodyBytes === window.__planBytes + {CONCURRENCY * HOLD_AT}""",
-                               timeout=60_000)
-        statuses = page.locator("#series-table tbody td:last-child").all_inner_texts()
-        assert statuses.count("downloading") == CONCURRENCY, statuses
+        wait_in(worker, f"""() => globalThis.__rec.job !== null && globalThis.__rec.pendingReads === {CONCURRENCY}
+            && globalThis.__traffic().bodyBytes === globalThis.__rec.planBytes + {CONCURRENCY * HOLD_AT}""",
+                what="every held tar read up to the hold")
+        page.wait_for_function(f"""[...document.querySelectorAll('#series-table tbody td:last-child')]
+            .filter(td => td.textContent === 'downloading').length === {CONCURRENCY}""")
 
         page.get_by_role("button", name="Pause").click()
         page.wait_for_function("document.getElementById('pause').textContent === 'Resume'")
-        assert page.evaluate("window.__job.state") == "paused"
-        n_paused, t_paused = len(fresh_proxy.seen), traffic(page)
+        wait_in(worker, "() => globalThis.__rec.paused", what="the pause reached the job")
+        assert worker.evaluate("globalThis.codRetrieveOps.state(globalThis.__rec.job)") == "paused"
+        n_paused, t_paused = len(fresh_proxy.seen), traffic(worker)
 
         release.set()                             # the reads under way when paused land ...
         # ... and each running series, its landed chunk taken, parks at the paused gate
-        page.wait_for_function(f"window.__rec.pendingReads === 0 && window.__job.traffic().gated === {CONCURRENCY}",
-                               timeout=60_000)
-        n_landed, t_landed = len(fresh_proxy.seen), traffic(page)
-        page.evaluate(LOOP_TURNS)                 # ... and then nothing moves
-        n_later, t_later = len(fresh_proxy.seen), traffic(page)
-        assert page.evaluate("window.__rec.whilePaused") == []
+        wait_in(worker, f"() => globalThis.__rec.pendingReads === 0 && globalThis.__traffic().gated === {CONCURRENCY}",
+                what="every running series parked at the pause")
+        n_landed, t_landed = len(fresh_proxy.seen), traffic(worker)
+        worker.evaluate(LOOP_TURNS)               # ... and then nothing moves
+        n_later, t_later = len(fresh_proxy.seen), traffic(worker)
+        assert worker.evaluate("globalThis.__rec.whilePaused") == []
         assert n_paused == n_landed == n_later                       # no request reached the bucket
         assert t_paused["requests"] == t_landed["requests"] == t_later["requests"]
         assert t_landed["bodyBytes"] == t_later["bodyBytes"]          # not a byte read after they landed
@@ -128,7 +133,7 @@ def test_pause_and_resume_buttons(page, site_url, fresh_proxy, bucket_server, de
         assert page.evaluate("document.body.dataset.jobState") == "done", page.locator("#errors").inner_text()
     finally:
         release.set()
-    assert page.evaluate("window.__rec.whilePaused") == []           # nothing begun in the whole pause
+    assert worker.evaluate("globalThis.__rec.whilePaused") == []     # nothing begun in the whole pause
     assert page.locator("#pause").inner_text() == "Pause"
     statuses = page.locator("#series-table tbody td:last-child").all_inner_texts()
     assert statuses == ["saved"] * len(study.series)

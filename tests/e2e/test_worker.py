@@ -1,9 +1,21 @@
-"""createCodDownload({worker: true}): the job runs in a dedicated Worker: the page's main thread loads no Pyodide and keeps
-drawing frames while a real download runs (headless Chromium, the real bucket)."""
+"""createCodDownload() runs the job in a dedicated Worker (the default): the page's main thread
+loads no Pyodide and keeps drawing frames while a real download runs (headless Chromium, the
+real bucket). The longest main-thread task is printed, never asserted on."""
 
 from __future__ import annotations
 
-from support.browser import expected_files, read_folder
+from support.browser import expected_files, python_worker, read_folder
+
+# Counts, in the Worker, how files are opened for writing.
+COUNT_OPENS = """
+() => {
+  const opens = globalThis.__opens = { sync: 0, writable: 0 };
+  const sync0 = FileSystemFileHandle.prototype.createSyncAccessHandle;
+  FileSystemFileHandle.prototype.createSyncAccessHandle = function (...a) { opens.sync += 1; return sync0.apply(this, a); };
+  const writable0 = FileSystemFileHandle.prototype.createWritable;
+  FileSystemFileHandle.prototype.createWritable = function (...a) { opens.writable += 1; return writable0.apply(this, a); };
+}
+"""
 
 RUN = """
 async ({ api, bucket, prefix, uids }) => {
@@ -13,7 +25,7 @@ async ({ api, bucket, prefix, uids }) => {
     new PerformanceObserver((list) => { for (const e of list.getEntries()) longest = Math.max(longest, e.duration); })
       .observe({ type: 'longtask', buffered: false });
   } catch { /* no longtask timing here */ }
-  const cod = await createCodDownload({ apiBase: api, worker: true });
+  const cod = await createCodDownload({ apiBase: api });
   const root = await navigator.storage.getDirectory();
   await cod.useDirectory(await root.getDirectoryHandle('in-worker', { create: true }));
   cod.initBucket({ bucket, bucketPrefix: prefix, token: 't' });
@@ -37,6 +49,9 @@ def test_main_thread_only_renders(page, site_url, bucket_server, demo_studies):
     # A document of the site's origin that loads nothing itself (the hosted page would
     # start a runtime of its own on this thread).
     page.goto(f"{site_url}/format.mjs")
+    page.evaluate("import('/cod-retrieve.mjs').then((m) => m.createCodDownload({})).then(() => true)")
+    worker = python_worker(page)
+    worker.evaluate(COUNT_OPENS)
     out = page.evaluate(RUN, {"api": bucket_server.url, "bucket": fx.bucket, "prefix": fx.datastore,
                               "uids": [fx.study_uid]})
     print(f"\nworker: {out['frames']} frames, {out['progress']} progress events, "
@@ -47,4 +62,7 @@ def test_main_thread_only_renders(page, site_url, bucket_server, demo_studies):
     assert out["frames"] > out["framesAtFirstProgress"]      # frames kept coming while bytes arrived
     got = read_folder(page, "in-worker")
     got.pop("log.json")
-    assert got == expected_files(bucket_server.url, fx)
+    assert got == expected_files(bucket_server.url, fx)      # no .part file left behind either
+    # OPFS from the Worker: every file through a sync access handle, none through createWritable
+    opens = worker.evaluate("globalThis.__opens")
+    assert opens["writable"] == 0 and opens["sync"] >= len(got), opens

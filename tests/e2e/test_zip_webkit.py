@@ -48,6 +48,15 @@ try:
     res["storage"] = d.execute_script("return !!(navigator.storage && navigator.storage.getDirectory)")
     res["pickerNote"] = d.execute_script("return !document.getElementById('picker-note').hidden")
     d.execute_script(CAPTURE)
+    # Keeps the page's Job (window.__job): its traffic() counts the bytes streamed.
+    d.execute_async_script('''
+      const cb = arguments[arguments.length - 1];
+      import('./cod-retrieve.mjs').then((m) => {
+        const download0 = m.CodDownload.prototype.download;
+        m.CodDownload.prototype.download = async function (...a) { return (window.__job = await download0.apply(this, a)); };
+        cb(true);
+      });
+    ''')
     res["names"] = []
     t0 = time.time()
     d.find_element("id", "download-zip").click()
@@ -55,6 +64,7 @@ try:
         lambda d: d.execute_script("return document.body.dataset.jobState || ''"))
     res["seconds"] = time.time() - t0     # reported, never asserted on
     res["state"] = d.execute_script("return document.body.dataset.jobState || ''")
+    res["inWorker"] = d.execute_script("return window.__job._rt.local !== true")
     res["errors"] = d.execute_script("return document.getElementById('errors').innerText")
     res["overall"] = d.execute_script("return document.getElementById('overall-text').innerText")
     res["serviceWorker"] = d.execute_script("return !!(navigator.serviceWorker && navigator.serviceWorker.controller)")
@@ -63,15 +73,10 @@ try:
     res["streamed"] = [f.rsplit("/", 1)[-1] for f in frames]
     if frames:
         # Streamed downloads land in $HOME. Every zip byte went through the stream
-        # (STREAM_STATS counts them), so the downloads are complete once the streamed
+        # (the job's traffic().stream counts them), so the downloads are complete once the streamed
         # zips are all there, together exactly that many bytes (none ever grows past
         # its final size), each a whole zip.
-        streamed = d.execute_async_script('''
-          const cb = arguments[arguments.length - 1];
-          import('./cod-retrieve.mjs').then((m) => m.loadRuntime()).then((py) => cb(JSON.parse(py.runPython(
-            'import json; from cod_retrieve._compat._in_pyodide import STREAM_STATS; json.dumps(STREAM_STATS)')).bytes))
-            .catch((e) => cb('ERR ' + e));
-        ''')
+        streamed = d.execute_script("return window.__job.traffic().stream.bytes")
         assert isinstance(streamed, int), streamed
         res["streamedBytes"] = streamed
         home = Path(os.environ["HOME"])
@@ -121,6 +126,7 @@ def test_webkit_zip(site_url, bucket_server, demo_studies, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["state"] == "done", res
+    assert res["inWorker"]                          # Python ran in the module's Worker
     assert res["pickerNote"] and not res["storage"]
     names = sorted(f"{s.study_uid}.zip" for s in demo_studies)
     assert sorted(res["names"]) == names, res

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import tarfile
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -129,14 +130,15 @@ def run_through(page, site_url, api, studies, folder, token="t", fresh=None, sta
     return page.evaluate(RUN_THROUGH, _run_args(api, studies, folder, token, fresh, stall))
 
 
-# Counts, per fetched URL path, the body bytes the page has read and the reads
-# it has waiting: a test knows from it that the page holds what was sent.
+# Counts, per fetched URL path, the body bytes Python has read and the reads it
+# has waiting: a test knows from it that Python holds what was sent. Installed
+# where Python runs (its Worker, or the page with {worker: false}).
 COUNT_READS = """
 () => {
-  const rec = window.__reads = {};
+  const rec = globalThis.__reads = {};
   const bodies = new WeakMap(), readers = new WeakMap();
-  const fetch0 = window.fetch;
-  window.fetch = function (input, init) {
+  const fetch0 = globalThis.fetch;
+  globalThis.fetch = function (input, init) {
     const path = new URL(String(input?.url ?? input)).pathname;
     return fetch0.call(this, input, init).then((r) => { if (r.body) bodies.set(r.body, path); return r; });
   };
@@ -159,13 +161,41 @@ COUNT_READS = """
 """
 
 
-def start_run(page, site_url, api, studies, folder, token="t", fresh=None, stall=3) -> None:
-    """As run_through, but returns at once with the page's reads counted
-    (window.__reads); `finish_run` waits for the outcome."""
+def python_worker(page):
+    """The dedicated Worker the module runs Python in (started from a blob: URL
+    when the page made its first CodDownload)."""
+    workers = [w for w in page.workers if w.url.startswith("blob:")]
+    assert len(workers) == 1, [w.url for w in page.workers]
+    return workers[0]
+
+
+def assert_python_in_worker(page) -> None:
+    """The page's Python runs in the module's Worker: the main thread fetched no
+    Pyodide and has none loaded."""
+    python_worker(page)
+    loaded = page.evaluate("""() => performance.getEntriesByType('resource').some((e) => e.name.endsWith('pyodide.asm.wasm'))
+        || typeof globalThis.loadPyodide === 'function'""")
+    assert not loaded, "Pyodide was loaded on the page's main thread"
+
+
+def wait_in(target, predicate: str, arg=None, timeout: float = 60.0, what: str = "") -> None:
+    """Evaluate `predicate` in `target` (a page or a Worker, which has no
+    wait_for_function) until it is true; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not target.evaluate(predicate, arg):
+        assert time.monotonic() < deadline, f"not in {timeout} s: {what or predicate}"
+        time.sleep(0.05)
+
+
+def start_run(page, site_url, api, studies, folder, token="t", fresh=None, stall=3):
+    """As run_through, but returns at once, with Python's reads counted
+    (`__reads` in the Worker returned); `finish_run` waits for the outcome."""
     _open_index(page, site_url)
-    page.evaluate(COUNT_READS)
+    worker = python_worker(page)
+    worker.evaluate(COUNT_READS)
     page.evaluate(f"args => {{ window.__run = ({RUN_THROUGH})(args).then(r => ({{ ok: r }}), e => ({{ err: String(e) }})); }}",
                   _run_args(api, studies, folder, token, fresh, stall))
+    return worker
 
 
 def finish_run(page, timeout: float = 300.0) -> dict:

@@ -119,9 +119,10 @@ def _fs_error(e: JsException, parts: Sequence[str]) -> Exception:
 
 
 class BrowserWriter:
-    """A shim Writer (createWritable's swap file): nothing shows under the name
-    until commit(), and abort() (or a failed commit) leaves no file that was
-    not there before."""
+    """A shim Writer (createWritable's swap file, or in a Worker's OPFS a sync
+    access handle on a hidden `.part` file moved onto the name): nothing shows
+    under the name until commit(), and abort() (or a failed commit) leaves no
+    file that was not there before."""
 
     def __init__(self, parts: tuple[str, ...], writer) -> None:
         self._parts, self._w = parts, writer
