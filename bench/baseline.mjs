@@ -141,6 +141,32 @@ class WritePool {
   }
 }
 
+function tarUrl(cfg, series) {
+  const name = `${cfg.datastore}/studies/${cfg.study}/series/${series}.tar`;
+  return `${cfg.apiBase}/storage/v1/b/${encodeURIComponent(cfg.bucket)}/o/${encodeURIComponent(name)}?alt=media`;
+}
+
+// The raw ceiling: each series tar fetched (cfg.concurrency at a time) and piped
+// into one OPFS file with createWritable. No parsing, no checks, one file per
+// series: what the network and the disk take when nothing else is done.
+export async function runCeiling(cfg) {
+  const root = await navigator.storage.getDirectory();
+  const top = await root.getDirectoryHandle(cfg.folder, { create: true });
+  const queue = [...cfg.series];
+  const t0 = performance.now();
+  async function worker() {
+    while (queue.length) {
+      const series = queue.shift();
+      const resp = await fetch(tarUrl(cfg, series), { headers: { Authorization: `Bearer ${cfg.token ?? "t"}` } });
+      if (!resp.ok) throw new Error(`${resp.status} for ${series}.tar`);
+      const fh = await top.getFileHandle(`${series}.tar`, { create: true });
+      await resp.body.pipeTo(await fh.createWritable());
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(cfg.concurrency ?? 3, cfg.series.length) }, worker));
+  return { seconds: (performance.now() - t0) / 1000 };
+}
+
 // cfg: {apiBase, bucket, datastore, study, series: [uid...], token, concurrency, writesInFlight, folder}
 // top: the folder to write into (null: OPFS folder cfg.folder)
 export async function runBaseline(cfg, top = null) {
@@ -153,8 +179,7 @@ export async function runBaseline(cfg, top = null) {
   const t0 = performance.now();
 
   async function one(series) {
-    const name = `${cfg.datastore}/studies/${cfg.study}/series/${series}.tar`;
-    const url = `${cfg.apiBase}/storage/v1/b/${encodeURIComponent(cfg.bucket)}/o/${encodeURIComponent(name)}?alt=media`;
+    const url = tarUrl(cfg, series);
     const resp = await fetch(url, { headers: { Authorization: `Bearer ${cfg.token ?? "t"}` } });
     if (!resp.ok) throw new Error(`${resp.status} for ${url}`);
     const dir = await studyDir.getDirectoryHandle(series, { create: true });

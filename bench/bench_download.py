@@ -60,8 +60,12 @@ WHAT = {
            "to the browser as a download (<a download> on the disk-backed OPFS File); timed to the "
            "end of job.start(). The browser then copies the file into its downloads folder by "
            "itself: not in 'seconds', but memory is sampled until it has finished (see 'file s')",
+    "ceiling": "raw ceiling: each series tar fetched (3 at a time) and piped into one OPFS file "
+               "(fetch body pipeTo createWritable); no parsing, no checks; MB/s counted in the study's "
+               "DICOM bytes like the others",
 }
 VARIANTS = tuple(WHAT)
+BENCH_PAGE = {"baseline": "baseline", "ceiling": "baseline", "project": "project", "zip": "project"}
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class Spec:
 
 def expand_variants(args) -> list[Spec]:
     """--variants in order, each baseline once per --writes, project once per --project-writes."""
-    per = {"baseline": args.writes, "project": args.project_writes or [None], "zip": [None]}
+    per = {"baseline": args.writes, "project": args.project_writes or [None], "zip": [None], "ceiling": [None]}
     return [Spec(v, w) for v in args.variants for w in per[v]]
 
 
@@ -296,7 +300,7 @@ def one_run(pw, spec: Spec, site: str, bucket_url: str, fx, n_files: int, args,
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(f"{site}/bench/{'project' if variant == 'zip' else variant}.html")
+        page.goto(f"{site}/bench/{BENCH_PAGE[variant]}.html")
         try:
             page.wait_for_function("window.benchReady === true", timeout=60_000)
         except Exception as e:
@@ -310,6 +314,11 @@ def one_run(pw, spec: Spec, site: str, bucket_url: str, fx, n_files: int, args,
         extra: dict = {}
         if variant in ("project", "zip"):
             extra.update(page.evaluate("cfg => prepareProject(cfg)", cfg))
+            # Startup on a repeat visit: the same profile, the page loaded again (its HTTP
+            # cache and V8's code cache warm), createCodDownload() to ready once more.
+            page.reload()
+            page.wait_for_function("window.benchReady === true", timeout=60_000)
+            extra["loadSecondsRepeat"] = page.evaluate("cfg => prepareProject(cfg)", cfg)["loadSeconds"]
         if real is None:
             page.evaluate("name => freshFolder(name)", FOLDER)
         else:
@@ -334,8 +343,8 @@ def one_run(pw, spec: Spec, site: str, bucket_url: str, fx, n_files: int, args,
                 zip_path = download.path()
                 out["fileSeconds"] = time.time() - out["startEpochMs"] / 1000
             else:
-                fn = "cfg => runBaseline(cfg)" if variant == "baseline" else "cfg => runProject(cfg)"
-                out = page.evaluate(fn, cfg)
+                fn = {"baseline": "runBaseline", "project": "runProject", "ceiling": "runCeiling"}[variant]
+                out = page.evaluate(f"cfg => {fn}(cfg)", cfg)
         finally:
             sampler.stop()
         cpu1 = cpu_by_kind(ancestor)
@@ -351,13 +360,19 @@ def one_run(pw, spec: Spec, site: str, bucket_url: str, fx, n_files: int, args,
             got = check_zip(download, zip_path, fx, n_files, out, errors)
             extra["zipBytes"] = got["zipBytes"]
             extra["spool"] = page.evaluate("() => spoolFiles()")
+        elif variant == "ceiling":
+            tars = page.evaluate("name => countTars(name)", FOLDER)
+            if tars != {"tarFiles": len(fx.series), "tarBytes": fx.total_tar_bytes}:
+                raise SystemExit(f"ceiling: the folder has {tars}, expected {len(fx.series)} tars of "
+                                 f"{fx.total_tar_bytes} bytes")
+            got = {"dcmFiles": n_files, "dcmBytes": fx.total_dicom_bytes, "other": []}
         else:
             got = page.evaluate("name => countFiles(name)", FOLDER)
         if got["dcmFiles"] != n_files or got["dcmBytes"] != fx.total_dicom_bytes:
             raise SystemExit(f"{spec.label}: the folder has {got['dcmFiles']} .dcm files / {got['dcmBytes']} bytes, expected "
                              f"{n_files} / {fx.total_dicom_bytes}; result {out}; errors {errors[-5:]}")
         extra["otherFiles"] = got["other"]
-        if variant != "baseline" and (out.get("failed") or out.get("succeeded") != len(fx.series)):
+        if variant in ("project", "zip") and (out.get("failed") or out.get("succeeded") != len(fx.series)):
             raise SystemExit(f"{spec.label} reported {out}")
         if real is None:
             page.evaluate("() => clearOpfs()")
@@ -434,8 +449,8 @@ def parse_args(argv: list[str] | None):
     args.variants = [v.strip() for v in (args.variants or default).split(",") if v.strip()]
     if not args.variants or set(args.variants) - set(VARIANTS):
         ap.error(f"--variants: choose from {', '.join(VARIANTS)}")
-    if args.real_folder and "zip" in args.variants:
-        ap.error("--real-folder: zip mode writes no folder (choose baseline, project)")
+    if args.real_folder and {"zip", "ceiling"} & set(args.variants):
+        ap.error("--real-folder: zip and ceiling write no folder of files (choose baseline, project)")
     if args.real_folder and missing_tools():
         ap.error(f"--real-folder needs {', '.join(missing_tools())} (python3 build.py setup installs them)")
     args.specs = expand_variants(args)
@@ -462,7 +477,11 @@ def print_run(res: Result, spec: Spec, r: int, args) -> None:
     print(f"#   {res.size} {spec.label:11s} run {r + 1}: {res.seconds:6.2f} s "
           f"{res.mbps:6.1f} MB/s  peak PSS {res.peak_pss / MB:6.0f} MB "
           f"(idle {res.idle_pss / MB:.0f})"
-          + (f"  plan {res.extra['planSeconds']:.2f} s" if variant != "baseline" else "")
+          + (f"  plan {res.extra['planSeconds']:.2f} s" if "planSeconds" in res.extra else "")
+          + (f"  longest main-thread task {res.extra['longestTaskMs']:.0f} ms"
+             if res.extra.get("longestTaskMs") is not None else "")
+          + (f"  startup {res.extra['loadSeconds']:.2f} s, repeat visit {res.extra['loadSecondsRepeat']:.2f} s"
+             if "loadSecondsRepeat" in res.extra else "")
           + (f"  then sync {res.extra['syncSeconds']:.2f} s, {res.checked} files checked"
              if "syncSeconds" in res.extra else "")
           + (f"  ({res.extra['allowLost']} click(s) on 'Allow' ignored)" if res.extra.get("allowLost") else "")
@@ -551,8 +570,10 @@ def report(results: list[Result], sizes: list[int], args) -> None:
     print()
     labels = [s.label for s in args.specs]
     ref = next((s.label for s in args.specs if s.variant == "baseline"), None)
+    ceiling = "ceiling" if "ceiling" in labels else None
     head = (f"{'size':>8} {'variant':>12} {'runs':>4} {'seconds':>8} {'DICOM MB/s':>10} {'ratio':>6} "
-            f"{'idle MB':>8} {'peak MB':>8} {'peak-idle':>9} {'peak RSS':>8} {'files':>6}"
+            + (f"{'/ceiling':>8} " if ceiling else "")
+            + f"{'idle MB':>8} {'peak MB':>8} {'peak-idle':>9} {'peak RSS':>8} {'files':>6} {'task ms':>7}"
             + (f" {'checked':>7} {'sync s':>6}" if real else "") + "  ratio in each repeat")
     print(head)
     print("-" * len(head))
@@ -572,8 +593,12 @@ def report(results: list[Result], sizes: list[int], args) -> None:
             peak = max(r.peak_pss for r in rs) / MB
             growth = max(r.peak_pss - r.idle_pss for r in rs) / MB
             prss = max(r.peak_rss for r in rs) / MB
+            to_ceiling = f"{mbps / rows[ceiling][2]:.2f}" if ceiling in rows and variant != ceiling else ""
+            tasks = [r.extra.get("longestTaskMs") for r in rs if r.extra.get("longestTaskMs") is not None]
+            task = f"{max(tasks):.0f}" if tasks else "n/a"
             print(f"{label:>8} {variant:>12} {len(rs):>4} {secs:>8.2f} {mbps:>10.1f} {ratio:>6} "
-                  f"{idle:>8.0f} {peak:>8.0f} {growth:>9.0f} {prss:>8.0f} {rs[0].files:>6}"
+                  + (f"{to_ceiling:>8} " if ceiling else "")
+                  + f"{idle:>8.0f} {peak:>8.0f} {growth:>9.0f} {prss:>8.0f} {rs[0].files:>6} {task:>7}"
                   + (f" {min(r.checked for r in rs):>7} "
                      f"{statistics.median(r.extra['syncSeconds'] for r in rs):>6.2f}" if real else "")
                   + "  " + " ".join(per_repeat_ratios(rs, rows[ref][0]) if ref in rows and variant != ref else []))
@@ -581,9 +606,18 @@ def report(results: list[Result], sizes: list[int], args) -> None:
                 base = rows[ref][2] if ref in rows else None
                 zips.append((label, rs, base))
     print()
-    print(f"seconds = median over runs; ratio = MB/s / {ref} MB/s; /N = files in flight; memory in MB "
-          "(1e6 bytes), peak = max over runs; peak RSS double-counts shared pages. No CRC checks in the "
-          "baseline.")
+    print(f"seconds = median over runs; ratio = MB/s / {ref} MB/s; /ceiling = MB/s / ceiling MB/s; "
+          "/N = files in flight; memory in MB (1e6 bytes), peak = max over runs; peak RSS double-counts "
+          "shared pages; task ms = the longest main-thread task (PerformanceObserver longtask, over "
+          "50 ms; 0 = none) during the download, max over runs. No CRC checks in the baseline.")
+    starts = [r for r in results if "loadSecondsRepeat" in r.extra]
+    if starts:
+        print()
+        print("startup, createCodDownload() to ready (Pyodide, the package, the worker), seconds: "
+              f"first visit (fresh profile) median {statistics.median(r.extra['loadSeconds'] for r in starts):.2f} "
+              f"(max {max(r.extra['loadSeconds'] for r in starts):.2f}), repeat visit (same profile, page "
+              f"reloaded) median {statistics.median(r.extra['loadSecondsRepeat'] for r in starts):.2f} "
+              f"(max {max(r.extra['loadSecondsRepeat'] for r in starts):.2f}), over {len(starts)} runs")
     if not zips:
         return
     print()

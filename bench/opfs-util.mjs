@@ -31,3 +31,35 @@ export async function countFiles(name) {
   await walk(dir, "");
   return { dcmFiles, dcmBytes, other };
 }
+
+// Names and total size of the files directly under OPFS folder `name` (the
+// ceiling's one file per series tar).
+export async function countTars(name) {
+  const root = await navigator.storage.getDirectory();
+  const dir = await root.getDirectoryHandle(name);
+  let tarFiles = 0, tarBytes = 0;
+  for await (const [, h] of dir.entries()) {
+    if (h.kind !== "file") continue;
+    tarFiles += 1;
+    tarBytes += (await h.getFile()).size;
+  }
+  return { tarFiles, tarBytes };
+}
+
+// The main thread's long tasks (over 50 ms, PerformanceObserver "longtask"),
+// watched from the moment a bench page loads; `longestTaskSince(t0)` is the
+// longest that started at or after performance.now() = t0 (null: none seen,
+// or the browser has no longtask timing).
+const longTasks = [];
+let longTaskTiming = false;
+try {
+  new PerformanceObserver((list) => { for (const e of list.getEntries()) longTasks.push(e); })
+    .observe({ type: "longtask", buffered: false });
+  longTaskTiming = true;
+} catch { /* no longtask timing */ }
+
+export async function longestTaskSince(t0) {
+  if (!longTaskTiming) return null;
+  await new Promise((r) => setTimeout(r, 0));     // entries are delivered in a task of their own
+  return longTasks.filter((e) => e.startTime >= t0).reduce((m, e) => Math.max(m, e.duration), 0);
+}
