@@ -63,6 +63,12 @@ export const fileReader = (handle) => guarded(async () => (await handle.getFile(
 export const readChunk = (reader) => guarded(() => reader.read());
 export const diskFile = (handle) => guarded(() => handle.getFile());
 
+// A JS copy of a Python buffer (a PyProxy), taken now.
+function pyCopy(py) {
+  const view = py.getBuffer("u8");
+  try { return view.data.slice(); } finally { view.release(); }
+}
+
 // A file being written: createWritable writes to a swap file, so the name
 // shows nothing new until close() succeeds. When the write or close fails,
 // the file getFileHandle({create}) left empty is removed again (a file that
@@ -73,7 +79,12 @@ class Writer {
     Object.assign(this, { dir, name, handle, writable });
   }
 
-  write(bytes) { return guarded(() => this.writable.write(bytes)); }
+  // bytes: a Uint8Array, or a Python buffer lent for this call, copied now
+  // (the stream writes it later).
+  write(bytes) {
+    const data = bytes instanceof Uint8Array ? bytes : pyCopy(bytes);
+    return guarded(() => this.writable.write(data));
+  }
 
   close() {
     return guarded(async () => {
@@ -126,8 +137,11 @@ class SyncWriter {
     Object.assign(this, { dir, name, temp, handle, access, at: 0 });
   }
 
+  // bytes: a Uint8Array, or a Python buffer lent for this call, written from
+  // the WebAssembly heap before this call returns (the body has no await).
   write(bytes) {
     return guarded(async () => {
+      if (!(bytes instanceof Uint8Array)) { this.writeFromPython(bytes); return; }
       for (let done = 0; done < bytes.byteLength;) {
         const n = syncWriteResult(this.access.write(done ? bytes.subarray(done) : bytes, { at: this.at }),
                                   bytes.byteLength - done, this.name);
@@ -135,6 +149,22 @@ class SyncWriter {
         this.at += n;
       }
     });
+  }
+
+  // Synchronous from taking the view to the end of the write: see writeFile.
+  writeFromPython(py) {
+    const view = py.getBuffer("u8");
+    try {
+      const bytes = view.data;
+      for (let done = 0; done < bytes.byteLength;) {
+        const n = syncWriteResult(this.access.write(done ? bytes.subarray(done) : bytes, { at: this.at }),
+                                  bytes.byteLength - done, this.name);
+        done += n;
+        this.at += n;
+      }
+    } finally {
+      view.release();
+    }
   }
 
   close() {
@@ -198,17 +228,30 @@ export function openWriter(dir, name) {
 }
 
 // A whole small file in one call: one promise for Python to await instead of
-// four (each await is a trip through the event loop).
+// four (each await is a trip through the event loop). `bytes` is a Python
+// buffer (a PyProxy lent for this call only, so it is kept with copy()): a sync
+// access handle writes it straight from the WebAssembly heap, read at the
+// moment of the synchronous write (no await between taking the view and
+// writing, so a growing heap cannot move it); createWritable, which writes
+// later, gets a copy taken now. A Uint8Array is written as it is.
 export function writeFile(dir, name, bytes) {
+  const py = bytes instanceof Uint8Array ? null : bytes.copy();
+  const copy = () => pyCopy(py);
+  const early = py && !syncWritable ? copy() : null;
   return guarded(async () => {
-    const w = await openWriter(dir, name);
     try {
-      await w.write(bytes);
-    } catch (e) {
-      await w._discard();
-      throw e;
+      const w = await openWriter(dir, name);
+      try {
+        if (py && w instanceof SyncWriter) w.writeFromPython(py);
+        else await w.write(py ? (early ?? copy()) : bytes);
+      } catch (e) {
+        await w._discard();
+        throw e;
+      }
+      await w.close();
+    } finally {
+      py?.destroy();
     }
-    await w.close();
   });
 }
 

@@ -8,6 +8,7 @@ as views of the fed chunks, so nothing is buffered beyond one 512-byte header
 
 from __future__ import annotations
 
+import re
 import tarfile
 from dataclasses import dataclass
 
@@ -266,6 +267,9 @@ def _parse_pax(payload: bytes, offset: int) -> dict[str, str]:
     return out
 
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
 def member_name_problem(name: str) -> str | None:
     """Why a tar member name is not a plain relative path, or None when it is.
 
@@ -288,6 +292,6 @@ def member_name_problem(name: str) -> str | None:
         return "climbs out of the archive (..)"
     if any(p in ("", ".") for p in parts):
         return "has an empty or '.' path segment"
-    if any(ord(c) < 0x20 for c in name):
+    if _CONTROL.search(name):
         return "holds a control character"
     return None

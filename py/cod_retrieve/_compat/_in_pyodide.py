@@ -129,7 +129,7 @@ class BrowserWriter:
 
     async def write(self, data) -> None:
         try:
-            await self._w.write(to_u8(data))
+            await self._w.write(data)        # the shim copies it, or writes it from the heap, at once
         except JsException as e:
             raise _fs_error(e, self._parts) from None
 
@@ -220,7 +220,9 @@ class BrowserFolder:
         key = tuple(parts)
         d = await self._dir(key[:-1], True)
         try:
-            await cod_shim.writeFile(d, _check(key[-1]), to_u8(data))
+            # The buffer itself: the shim writes it from the WebAssembly heap
+            # where it can (a sync access handle), else copies it at once.
+            await cod_shim.writeFile(d, _check(key[-1]), data)
         except JsException as e:
             raise _fs_error(e, key) from None
 
