@@ -3,7 +3,37 @@
 // (cod-worker.mjs, the calls arrive as messages) or on the page's own thread
 // (cod-retrieve.mjs with {worker: false}). `emit` hands a Job callback's payload
 // to the page; `askHost` asks the page for what only it can do (a token).
-export function createOps({ loadPython, emit, askHost }) {
+
+// A Python exception reaches JS as a PythonError whose message is the whole
+// traceback; callers get a plain Error with the exception's own message, its
+// class as name and kind (StorageFullError, BucketError, ...).
+export function plainPythonError(e) {
+  if (typeof e?.type !== "string" || typeof e?.message !== "string") return e;
+  // The traceback ends with "<module.path.>Type: message" (the message may span lines).
+  const head = new RegExp(`^(?:[\\w.]+\\.)?${e.type.replace(/[^\w]/g, "")}: `);
+  const lines = e.message.trimEnd().split("\n");
+  let at = lines.length - 1;
+  while (at > 0 && !head.test(lines[at])) at -= 1;
+  const message = lines.slice(at).join("\n").replace(head, "");
+  return Object.assign(new Error(message), { name: e.type, kind: e.type });
+}
+
+export function createOps(host) {
+  const ops = rawOps(host);
+  for (const [name, fn] of Object.entries(ops)) {
+    ops[name] = (...args) => {
+      try {
+        const out = fn(...args);
+        return out instanceof Promise ? out.catch((e) => { throw plainPythonError(e); }) : out;
+      } catch (e) {
+        throw plainPythonError(e);
+      }
+    };
+  }
+  return ops;
+}
+
+function rawOps({ loadPython, emit, askHost }) {
   let browser = null;                 // the Python module cod_retrieve.browser
   const objects = new Map();          // id -> a Python CodDownload or Job
   let nextObject = 1;

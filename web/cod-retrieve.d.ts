@@ -267,6 +267,9 @@ export declare class CodDownload {
   useDirectory(handle: FileSystemDirectoryHandle): Promise<void>;
   initBucket(bucketDetails: string | BucketDetails): void;
   getStats(studyInstanceUIDs: string[]): Promise<DownloadStats>;
+  /** A Job, not started. Rejects, before anything is fetched, with an Error whose `name` and
+   *  `kind` are "StorageFullError" when the job cannot fit where it writes (an origin-private
+   *  folder or the zip spool, by `navigator.storage.estimate()`). */
   download(studyInstanceUIDs: string[], zipOutput?: boolean): Promise<Job>;
   /** Problems outside a job (see LimitKind). Returns this. */
   onError(callback: ErrorCallbackFn): this;

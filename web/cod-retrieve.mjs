@@ -240,7 +240,7 @@ class WorkerRuntime extends Runtime {
     this.calls.delete(msg.id);
     if (!call) return;
     if (msg.ok) call.resolve(msg.value);
-    else call.reject(Object.assign(new Error(msg.error.message), { name: msg.error.name }));
+    else call.reject(Object.assign(new Error(msg.error.message), { name: msg.error.name, kind: msg.error.kind }));
   }
 }
 

@@ -122,14 +122,28 @@ const syncWritable = typeof FileSystemFileHandle !== "undefined" &&
   typeof FileSystemFileHandle.prototype.move === "function";
 const inOpfs = new WeakMap();       // directory handle -> Promise<boolean>
 
-function writesInPlace(dir) {
-  if (!syncWritable) return Promise.resolve(false);
+function inPrivateStorage(dir) {
   if (!inOpfs.has(dir)) {
     inOpfs.set(dir, navigator.storage.getDirectory()
       .then(async (root) => (await root.isSameEntry(dir)) || (await root.resolve(dir)) !== null)
       .catch(() => false));
   }
   return inOpfs.get(dir);
+}
+
+function writesInPlace(dir) {
+  return syncWritable ? inPrivateStorage(dir) : Promise.resolve(false);
+}
+
+// Bytes this site may still store, for a folder in the origin-private file
+// system (the quota less what is used); null for a picked folder, whose disk
+// the browser does not describe.
+export function storageFree(dir) {
+  return guarded(async () => {
+    if (!navigator.storage?.estimate || !(await inPrivateStorage(dir))) return null;
+    const { quota, usage } = await navigator.storage.estimate();
+    return typeof quota === "number" && typeof usage === "number" ? Math.max(0, quota - usage) : null;
+  });
 }
 
 class SyncWriter {

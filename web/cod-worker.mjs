@@ -60,6 +60,7 @@ self.onmessage = async (ev) => {
   try {
     self.postMessage({ id, ok: true, value: await ops[op](...args) });
   } catch (e) {
-    self.postMessage({ id, ok: false, error: { name: String(e?.name ?? "Error"), message: String(e?.message ?? e) } });
+    self.postMessage({ id, ok: false, error: { name: String(e?.name ?? "Error"), message: String(e?.message ?? e),
+                                               kind: e?.kind } });
   }
 };

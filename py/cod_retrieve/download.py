@@ -14,6 +14,7 @@ from .job import Job
 from .journal import LOG_NAME, Journal
 from .plan import Plan, make_plan
 from .sinks import FolderSink, Sink, mark_saved_in_folder
+from .space import not_enough_space, shortfall
 
 
 class CodDownload:
@@ -110,4 +111,14 @@ class CodDownload:
                 if self.folder is None or self._journal is None:
                     raise CodError("no folder chosen: call init_directory() first, or use zip output")
                 sink = FolderSink(self.folder, self._journal)
+        await check_space(sink, plan)
         return Job(plan, self.client, sink, concurrency=self.concurrency, **self.job_options)
+
+
+async def check_space(sink: Sink, plan: Plan) -> None:
+    """Refuse, before anything is fetched, a download that cannot fit where it
+    goes (a StorageFullError that says how much is needed and how much is free)."""
+    needed = sink.bytes_needed(plan.series)
+    free = await sink.free_space()
+    if shortfall(needed, free) is not None:
+        raise not_enough_space(needed, free, sink.where)

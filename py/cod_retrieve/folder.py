@@ -29,6 +29,19 @@ class Folder(Protocol):
     async def list(self, parts: Parts) -> list[str]: ...
 
 
+async def free_space(folder: object) -> int | None:
+    """Bytes the folder can still take, where it can tell (`free_space()` on
+    the adapter: a local disk, the origin-private file system's quota); None
+    where nobody can (a picked folder: the browser says nothing of its disk)."""
+    ask = getattr(folder, "free_space", None)
+    return None if ask is None else await ask()
+
+
+def space_label(folder: object) -> str:
+    """How a shortfall names the place: the adapter's `space_label`, else the folder."""
+    return getattr(folder, "space_label", None) or f"the folder {getattr(folder, 'name', '')!r}"
+
+
 async def write_whole(folder: Folder, parts: Parts, data: bytes | bytearray) -> None:
     """Write a file through `create`: committed whole, or aborted and absent."""
     writer = await folder.create(parts)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .folder import FileWriter, Folder
+from .folder import FileWriter, Folder, free_space, space_label
 from .journal import Journal
 from .metadata import Instance
 from .plan import SeriesPlan
 from ._compat import new_crc32c
+from .space import folder_bytes_needed
 
 
 class Sink(Protocol):
@@ -19,6 +20,9 @@ class Sink(Protocol):
     async def series_done(self, plan: SeriesPlan, ok: bool) -> None: ...
     async def close(self, ok: bool) -> None: ...
     def describe(self, instance: Instance) -> str: ...
+    def bytes_needed(self, plans: list[SeriesPlan]) -> int: ...
+    async def free_space(self) -> int | None: ...
+    where: str       # how a shortfall names the place ("the folder ...")
 
 
 class FolderSink:
@@ -57,6 +61,16 @@ class FolderSink:
 
     def describe(self, instance: Instance) -> str:
         return "/".join(instance.path)
+
+    def bytes_needed(self, plans: list[SeriesPlan]) -> int:
+        return folder_bytes_needed(i for sp in plans if sp.metadata is not None for i in sp.missing)
+
+    async def free_space(self) -> int | None:
+        return await free_space(self.folder)
+
+    @property
+    def where(self) -> str:
+        return space_label(self.folder)
 
 
 def is_leftover(name: str) -> bool:

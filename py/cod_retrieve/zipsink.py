@@ -40,9 +40,10 @@ from typing import Any
 
 from . import _compat
 from .errors import CodError
-from .folder import FileWriter, Folder
+from .folder import FileWriter, Folder, free_space, space_label
 from .metadata import Instance
 from .plan import SeriesPlan
+from .space import zip_bytes_needed
 from .zipstream import ZipStream
 
 SPOOL_DIR = "cod-retrieve-spool"
@@ -342,6 +343,19 @@ class ZipSink:
 
     def describe(self, instance: Instance) -> str:
         return f"{instance.study_uid}.zip:{self.entry_name(instance)}"
+
+    def bytes_needed(self, plans: list[SeriesPlan]) -> int:
+        """The spool holds each study's whole zip until it is handed over."""
+        usable = [sp for sp in plans if sp.metadata is not None]
+        return zip_bytes_needed(((self.entry_name(i), i.size) for sp in usable for i in sp.missing),
+                                len({sp.study_uid for sp in usable}))
+
+    async def free_space(self) -> int | None:
+        return await free_space(self.folder)
+
+    @property
+    def where(self) -> str:
+        return f"{space_label(self.folder)}, where the zips are built,"
 
     # -- inside ----------------------------------------------------------
     @staticmethod

@@ -14,6 +14,8 @@ import threading
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from support.cli import cli_argv, cli_env, events, held_child, last, run_cli
 from support.faultproxy import Fault, on_path
 from support.files import bucket_files, folder_files
@@ -231,3 +233,25 @@ def test_installed_command(bucket_server, demo_studies, tmp_path):
                            "--out", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert folder_files(tmp_path / "out") == bucket_files(bucket_server, study)
+
+
+def test_a_download_that_cannot_fit_exits_4_before_fetching(bucket_server, demo_studies, tmp_path):
+    """A real small disk (tmpfs): the command says how much is needed and free, exits 4
+    (the disk is full), and writes nothing; with room it downloads."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        fx = demo_studies[1]                      # about 10 MB of DICOM
+        proc = run_cli("download", BUCKET, fx.study_uid, "--out", mnt, "--api-base", bucket_server.url)
+        assert proc.returncode == 4, (proc.stdout, proc.stderr)
+        assert "not enough space: this download needs" in proc.stderr and f"the disk holding {mnt}" in proc.stderr
+        assert list(mnt.iterdir()) == []
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+        proc = run_cli("download", BUCKET, fx.study_uid, "--out", mnt, "--api-base", bucket_server.url)
+        assert proc.returncode == 0, (proc.stdout, proc.stderr)
+        assert folder_files(mnt) == bucket_files(bucket_server, fx)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -91,9 +91,12 @@ def files_under(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in Path(root).rglob("*") if p.is_file()}
 
 
-async def run_download(cd, studies: list[str]):
-    """download() + start(), collecting every callback."""
+async def run_download(cd, studies: list[str], before_start=None):
+    """download() + start(), collecting every callback; `before_start()` runs
+    between the two (after the space check, before a tar is fetched)."""
     job = await cd.download(studies)
+    if before_start is not None:
+        before_start()
     events: dict[str, list] = {e: [] for e in ("error", "save", "progress", "complete", "series")}
     for name, lst in events.items():
         job.on(name, lst.append)

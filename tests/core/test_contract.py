@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -141,10 +142,10 @@ def test_logged_file_of_wrong_size_and_unlogged_file_of_wrong_crc_are_fetched_ag
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real, small filesystem (tmpfs): writes past its size fail with ENOSPC."""
+    """A real, small filesystem (tmpfs) of 40 MB: writes past its size fail with ENOSPC."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    size = 2_500_000
+    size = 40_000_000
     if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
@@ -152,34 +153,70 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+def _fill(mnt, leave: int):
+    """A filler file that leaves `leave` bytes free on the tmpfs (space taken
+    by something else once the download has been checked and begun)."""
+    filler = mnt / "filler.bin"
+    with open(filler, "wb") as f:
+        f.truncate(0)
+        f.write(b"\0" * max(0, shutil.disk_usage(mnt).free - leave))
+    return filler
+
+
+def test_download_that_cannot_fit_is_refused_before_anything_is_fetched(bucket_server, demo_studies, small_disk):
+    mnt, _ = small_disk
+    fx = demo_studies[1]          # about 10 MB of DICOM
+    filler = _fill(mnt, 2_500_000)
+
+    async def attempt():
+        cd = await _cd(bucket_server, fx, mnt)()
+        with pytest.raises(StorageFullError) as err:
+            await cd.download([fx.study_uid])
+        return cd, err.value
+
+    cd, err = asyncio.run(attempt())
+    text = str(err)
+    assert text.startswith("not enough space: this download needs ") and "Nothing was downloaded" in text
+    assert f"the disk holding {mnt}" in text
+    assert cd.client.traffic.requests == 1 + len(fx.series)       # the listing and the metadata, no tar
+    assert sorted(p.name for p in mnt.iterdir()) == ["filler.bin"]   # nothing written, not even log.json
+    filler.unlink()                                                 # space freed: the same call goes through
+    job, result, ev = asyncio.run(_download(bucket_server, fx, mnt))
+    assert result["failed"] == [] and ev["error"] == []
+
+
+async def _download(server, fx, root, before_start=None):
+    cd = await _cd(server, fx, root)()
+    return await run_download(cd, [fx.study_uid], before_start)
+
+
 def test_disk_full_stops_the_job_clearly_and_a_later_run_completes(bucket_server, demo_studies, tmp_path,
                                                                     small_disk):
     mnt, size = small_disk
-    fx = demo_studies[1]          # about 10 MB of DICOM: does not fit in 2.5 MB
-    assert fx.total_dicom_bytes > 2 * size
+    fx = demo_studies[1]          # about 10 MB of DICOM: does not fit in what the filler leaves
+    assert fx.total_dicom_bytes > 2 * 2_500_000
     want = {}
     for series in fx.series:
         for name, data in fetch_tar_members(bucket_server, fx.bucket, fx.datastore, fx.study_uid, series).items():
             want[f"{fx.study_uid}/{series}/{name}"] = data
 
-    async def run_once():
-        cd = await _cd(bucket_server, fx, mnt)()
-        return await run_download(cd, [fx.study_uid])
-
-    job, result, ev = asyncio.run(run_once())
+    # The space check passes; then the disk fills up (something else took the space).
+    holder = {}
+    job, result, ev = asyncio.run(_download(bucket_server, fx, mnt,
+                                            before_start=lambda: holder.update(f=_fill(mnt, 2_500_000))))
     full = [e for e in ev["error"] if e["kind"] == "StorageFullError"]
     assert len(full) == 1 and "not enough space" in full[0]["error"]
     assert job.state == "failed" and result["failed"] and not result["cancelled"]
     assert len(ev["complete"]) == 1
     # verified-or-absent: every file under a final name is whole; log.json is valid and true
-    landed = {str(p.relative_to(mnt)): p.read_bytes() for p in mnt.rglob("*") if p.is_file()}
+    landed = {str(p.relative_to(mnt)): p.read_bytes() for p in mnt.rglob("*") if p.is_file() and p.name != "filler.bin"}
     assert not [n for n in landed if n.endswith(".part")]
     logs = json.loads(landed.pop("log.json", b'{"logs": []}'))["logs"]
     assert all(want[n] == data for n, data in landed.items()), "a file under its final name is not whole"
     assert {n.replace("/instances/", "/")[:-4] for n in landed} >= set(logs)
 
-    subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)      # space freed
-    job, result, ev = asyncio.run(run_once())
+    holder["f"].unlink()                                     # space freed
+    job, result, ev = asyncio.run(_download(bucket_server, fx, mnt))
     assert result["failed"] == [] and ev["error"] == []
     landed = {str(p.relative_to(mnt)): p.read_bytes() for p in mnt.rglob("*") if p.is_file()}
     landed.pop("log.json")

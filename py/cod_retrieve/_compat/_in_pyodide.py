@@ -178,6 +178,15 @@ class BrowserFolder:
                 return None
             raise _fs_error(e, parts) from None
 
+    space_label = "the browser's storage for this site"
+
+    async def free_space(self) -> int | None:
+        """What the browser lets this site still store, for a folder in its
+        origin-private file system; None for a picked folder (its disk is
+        not the browser's to tell)."""
+        free = await cod_shim.storageFree(self.handle)        # a number, or JS null
+        return int(free) if isinstance(free, (int, float)) else None
+
     async def size(self, parts):
         fh = await self._file(parts)
         return None if fh is None else int(await cod_shim.fileSize(fh))

@@ -248,6 +248,13 @@ class LocalFolder:
                 raise ValueError(f"refusing path segment {p!r}")
         return self.root.joinpath(*parts)
 
+    @property
+    def space_label(self) -> str:
+        return f"the disk holding {self.root}"
+
+    async def free_space(self) -> int:
+        return shutil.disk_usage(self.root).free
+
     async def size(self, parts):
         try:
             return self._path(parts).stat().st_size

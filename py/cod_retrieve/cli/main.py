@@ -19,7 +19,7 @@ from .. import __version__
 from .._compat import NativeFolder
 from ..bucket import DEFAULT_API
 from ..download import CodDownload
-from ..errors import BucketError, CodError, UidError
+from ..errors import BucketError, CodError, StorageFullError, UidError
 from ..job import EVENTS, Job
 from ..manifest import ManifestError
 from ..progress import format_bytes, format_seconds
@@ -241,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cod-retrieve: interrupted", file=sys.stderr)
         return Exit.INTERRUPTED
+    except StorageFullError as e:        # refused before anything was fetched
+        print(f"cod-retrieve: {e}", file=sys.stderr)
+        return Exit.STORAGE_FULL
     except CodError as e:
         print(f"cod-retrieve: {e}", file=sys.stderr)
         status = getattr(e, "status", None)
