@@ -123,15 +123,9 @@ async function run(zip) {
   try {
     await check(zip);
     job = await cod.download(studyUIDs(), zip);
-    const t0 = performance.now();
     job.onProgress((p) => {
-      const frac = p.jobBytesTotal ? p.jobBytesDone / p.jobBytesTotal : 1;
-      $("overall").value = frac;
-      const secs = (performance.now() - t0) / 1000;
-      const rate = p.jobBytesDone / Math.max(secs, 0.001);
-      const left = rate > 0 ? (p.jobBytesTotal - p.jobBytesDone) / rate : Infinity;
-      $("overall-text").textContent = `${fmtBytes(p.jobBytesDone)} of ${fmtBytes(p.jobBytesTotal)} ` +
-        `(${Math.floor(frac * 100)} %) at ${fmtBytes(rate)}/s, ${fmtTime(left)} left`;
+      $("overall").value = p.jobBytesTotal ? p.jobBytesDone / p.jobBytesTotal : 1;
+      $("overall-text").textContent = p.jobSummary;      // rate and time left from the job's view
     });
     job.onSave((p) => {
       const row = series.get(`${p.study}/${p.series}`);

@@ -310,15 +310,9 @@ export class CodRetrieveDownload extends HTMLElement {
   }
 
   _wire(job, zip) {
-    const t0 = performance.now();
     job.onProgress((p) => {
-      const frac = p.jobBytesTotal ? p.jobBytesDone / p.jobBytesTotal : 1;
-      this._setBar(this._bar, this._fill, frac);
-      const secs = (performance.now() - t0) / 1000;
-      const rate = p.jobBytesDone / Math.max(secs, 0.001);
-      const left = rate > 0 ? (p.jobBytesTotal - p.jobBytesDone) / rate : Infinity;
-      this._text.textContent = `${fmtBytes(p.jobBytesDone)} of ${fmtBytes(p.jobBytesTotal)} ` +
-        `(${Math.floor(frac * 100)} %) at ${fmtBytes(rate)}/s, ${fmtTime(left)} left`;
+      this._setBar(this._bar, this._fill, p.jobBytesTotal ? p.jobBytesDone / p.jobBytesTotal : 1);
+      this._text.textContent = p.jobSummary;             // rate and time left from the job's view
       this._emit("progress", p);
     });
     job.onSave((p) => {

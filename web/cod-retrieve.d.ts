@@ -105,6 +105,13 @@ export interface ProgressPayload {
   jobBytesTotal: number;
   study: string;
   series: string;
+  /** Bytes per second over the last 10 s; undefined until two samples. */
+  jobRate: Maybe<number>;
+  /** Seconds left at that rate; undefined until known. */
+  jobSecondsLeft: Maybe<number>;
+  /** The line the page, the element and the command line show, e.g.
+   *  "12.5 MB of 40.0 MB (31 %) at 8.2 MB/s, 3 s left". */
+  jobSummary: string;
 }
 
 export interface DownloadPayload {

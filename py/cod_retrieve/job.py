@@ -17,6 +17,7 @@ from .errors import Cancelled, CodError, IntegrityError, StorageFullError, TarEr
 from .http import Client
 from .metadata import Instance
 from .plan import Plan, SeriesPlan
+from .progress import JobView, summary_line
 from .sinks import Sink
 from .spans import SpanReader, coalesce
 from .tarstream import MemberData, MemberEnd, MemberStart, TarReader, member_name_problem
@@ -153,6 +154,7 @@ class Job:
         self.results: dict[str, dict[str, Any]] = {}
         self.started_at = 0.0
         self.stopped_by: CodError | None = None    # what ended the job early (a full disk)
+        self.view = JobView(self.bytes_total)      # rate over the last 10 s, time left, rows
 
     # -- callbacks (the original's names) --------------------------------
     def on(self, event: str, callback: Callback) -> None:
@@ -169,6 +171,11 @@ class Job:
     def on_series(self, cb: Callback) -> None: self.on("series", cb)
 
     def _emit(self, event: str, payload: dict[str, Any]) -> None:
+        self.view.apply(event, payload)
+        if event == "progress":         # what a person watching reads, the same on every front end
+            snap = self.view.snapshot()
+            payload = {**payload, "jobRate": snap.rate, "jobSecondsLeft": snap.seconds_left,
+                       "jobSummary": summary_line(snap)}
         for cb in list(self._callbacks[event]):
             try:
                 cb(payload)

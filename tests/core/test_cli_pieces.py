@@ -66,14 +66,20 @@ def test_view_rate_and_time_left_follow_the_recent_window():
 def test_view_rows_and_plain_lines():
     clock = Clock()
     out = io.StringIO()
-    plain = PlainOutput(out, JobView(10, clock=clock), every=5.0, clock=clock)
+    view = JobView(10, clock=clock)
+    plain = PlainOutput(out, view, every=5.0, clock=clock)
+
+    def emit(name, payload):            # as Job._emit: the job's view first, then the listeners
+        view.apply(name, payload)
+        plain.event(name, payload)
+
     series = {"key": "1.2/1.3", "study": "1.2", "series": "1.3", "instances": 2, "savedInstances": 0, "size": 10}
-    plain.event("series", {**series, "status": "downloading"})
-    plain.event("progress", _progress(5, 10))         # not yet: no progress line within 5 s
+    emit("series", {**series, "status": "downloading"})
+    emit("progress", _progress(5, 10))         # not yet: no progress line within 5 s
     clock.t += 6
-    plain.event("progress", _progress(8, 10))
-    plain.event("series", {**series, "status": "saved", "savedInstances": 2})
-    plain.event("error", {"error": "instance 1.4: CRC32C mismatch"})
+    emit("progress", _progress(8, 10))
+    emit("series", {**series, "status": "saved", "savedInstances": 2})
+    emit("error", {"error": "instance 1.4: CRC32C mismatch"})
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("8 B of 10 B (80 %)")
     assert lines[1].startswith("saved") and "1.3  2/2 instances" in lines[1]

@@ -76,6 +76,12 @@ def test_stats_and_payloads_as_the_original(page, site_url, bucket_server, demo_
     assert ev["error"] == [] and result["failed"] == []
     for name in ("progress", "download", "extract", "complete", "series"):
         assert ev[name] and all(keys(p) == KEYS[name] for p in ev[name]), name
+    # the view the page and the element show comes with every progress payload
+    last = ev["progress"][-1]
+    assert last["jobBytesDone"] == last["jobBytesTotal"] == fx.total_dicom_bytes
+    done, total = last["jobSummary"].split(" (")[0].split(" of ")
+    assert done == total and "(100 %)" in last["jobSummary"], last["jobSummary"]
+    assert all(isinstance(p["jobSummary"], str) and " of " in p["jobSummary"] for p in ev["progress"])
     want = expected_files(bucket_server.url, fx)
     got = read_folder(page, "contract")
     got.pop("log.json")

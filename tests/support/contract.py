@@ -13,7 +13,7 @@ ORIGINAL = {
 }
 
 ADDED = {
-    "progress": {"jobBytesDone", "jobBytesTotal", "study", "series"},
+    "progress": {"jobBytesDone", "jobBytesTotal", "study", "series", "jobRate", "jobSecondsLeft", "jobSummary"},
     "download": {"bytesReceived", "study", "series"},
     "extract": {"study", "series"},
     "save": {"size", "study", "series", "instance"},

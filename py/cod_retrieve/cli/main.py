@@ -115,7 +115,7 @@ async def run_job(job: Job, out: Output) -> tuple[dict[str, Any], Outcome]:
     for name in EVENTS:
         job.on(name, lambda payload, name=name: out.event(name, payload))
     job.on("error", lambda payload: kinds.append(payload.get("kind") or ""))
-    out.view.bytes_total = job.bytes_total
+    out.view = job.view
     loop = asyncio.get_running_loop()
     handled = []
     for sig in (signal.SIGINT, signal.SIGTERM):

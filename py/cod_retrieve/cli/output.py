@@ -15,7 +15,9 @@ FINAL = ("saved", "failed", "cancelled")
 
 
 class Output:
-    """Shows job events. `event` is called for every event the job emits."""
+    """Shows job events. `event` is called for every event the job emits;
+    `view` is the job's own (Job.view, fed before any listener), so the bar,
+    the page and the element read the same figures."""
 
     def __init__(self, stream: TextIO, view: JobView) -> None:
         self.stream = stream
@@ -23,7 +25,7 @@ class Output:
 
     def event(self, name: str, payload: dict[str, Any]) -> None:
         """Finished series and errors as lines; everything else to `tick`."""
-        row = self.view.apply(name, payload)
+        row = self.view.rows.get(payload.get("key", "")) if name == "series" else None
         if row is not None and row.status in FINAL:
             self.message(row_line(row))
         elif name == "error":
@@ -108,7 +110,6 @@ class JsonOutput(Output):
     buffers (onSave's `file.buffer`) are left out; messages go to stderr."""
 
     def event(self, name: str, payload: dict[str, Any]) -> None:
-        self.view.apply(name, payload)
         self.emit(name, payload)
 
     def emit(self, name: str, payload: dict[str, Any]) -> None:
