@@ -9,6 +9,12 @@ let cod = null;
 let job = null;
 let folderChosen = false;
 let series = new Map();
+// The basket: series left out of the download ("<study>/<series>" keys), kept
+// across Check and Download (which checks again). `wantedSeries` comes from the
+// address (SeriesInstanceUIDs=...): the rows not listed start unticked.
+const leftOut = new Set();
+let wantedSeries = null;
+let lastStats = null;
 
 
 // The viewer route download/<bucket>/<prefix...> (download.html): the object form
@@ -45,6 +51,9 @@ function fillFromQuery() {
   const uids = [...params.getAll("StudyInstanceUIDs"), ...params.getAll("study")]
     .flatMap((v) => v.split(/[\s,]+/)).filter(Boolean);
   if (uids.length) $("studies").value = uids.join("\n");
+  const wanted = [...params.getAll("SeriesInstanceUIDs"), ...params.getAll("series")]
+    .flatMap((v) => v.split(/[\s,]+/)).filter(Boolean);
+  if (wanted.length) wantedSeries = new Set(wanted);
   if ($("bucket").value) $("bucket-details").open = true;
   if (route && params.has("zip")) {
     const zip = /^(1|true|yes)$/i.test(params.get("zip"));
@@ -76,8 +85,19 @@ function renderSeries(stats) {
   body.replaceChildren();
   series = new Map();
   for (const s of stats.seriesDetails) {
+    const key = `${s.studyUID}/${s.seriesUID}`;
+    if (wantedSeries && !wantedSeries.has(s.seriesUID)) leftOut.add(key);
     const tr = document.createElement("tr");
     tr.dataset.series = s.seriesUID;
+    const pick = document.createElement("input");
+    pick.type = "checkbox";
+    pick.checked = !leftOut.has(key);
+    pick.setAttribute("aria-label", `Download series ${[s.modality, s.description].filter(Boolean).join(" ") || s.seriesUID}`);
+    pick.addEventListener("change", () => {
+      if (pick.checked) leftOut.delete(key); else leftOut.add(key);
+      showTotals();
+    });
+    const tdPick = document.createElement("td"); tdPick.append(pick); tr.append(tdPick);
     const bar = document.createElement("progress");
     bar.max = Math.max(1, s.sizeBytes);
     bar.value = s.savedSizeBytes;
@@ -89,9 +109,30 @@ function renderSeries(stats) {
     const tdStatus = document.createElement("td"); tdStatus.className = `status-${s.status}`;
     tdStatus.textContent = s.status; tr.append(tdStatus);
     body.append(tr);
-    series.set(`${s.studyUID}/${s.seriesUID}`, { bar, status: tdStatus, done: s.savedSizeBytes });
+    series.set(key, { bar, status: tdStatus, done: s.savedSizeBytes, pick });
   }
+  wantedSeries = null;           // taken once; the ticks rule from now on
   $("series-table").hidden = stats.seriesDetails.length === 0;
+}
+
+// The series ticked, as SeriesInstanceUIDs; null when every one is (whole studies).
+function selectedSeries() {
+  if (!lastStats || leftOut.size === 0) return null;
+  return lastStats.seriesDetails.filter((s) => !leftOut.has(`${s.studyUID}/${s.seriesUID}`)).map((s) => s.seriesUID);
+}
+
+function showTotals(zip = false) {
+  const stats = lastStats;
+  if (!stats) return;
+  const picked = stats.seriesDetails.filter((s) => !leftOut.has(`${s.studyUID}/${s.seriesUID}`));
+  const sum = (f) => picked.reduce((n, s) => n + f(s), 0);
+  const size = sum((s) => s.sizeBytes), saved = sum((s) => s.savedSizeBytes);
+  const all = picked.length === stats.seriesDetails.length;
+  $("select-all").checked = all;
+  $("select-all").indeterminate = !all && picked.length > 0;
+  $("summary").textContent = (all ? "" : `${picked.length} of ${stats.seriesDetails.length} series selected: `) +
+    `${all ? `${picked.length} series, ` : ""}${sum((s) => s.instances)} instances, ${fmtBytes(size)}` +
+    (saved && !zip ? `; ${fmtBytes(saved)} already saved, ${fmtBytes(size - saved)} to download.` : ".");
 }
 
 async function check(zip = false) {
@@ -101,11 +142,9 @@ async function check(zip = false) {
   if (!uids.length) throw new Error("Enter at least one Study UID.");
   $("summary").textContent = "Checking the bucket…";
   const stats = await cod.getStats(uids);
+  lastStats = stats;
   renderSeries(stats);
-  const left = stats.totalSizeBytes - stats.totalSavedSizeBytes;
-  $("summary").textContent =
-    `${stats.totalSeriesCount} series, ${stats.totalInstanceCount} instances, ${fmtBytes(stats.totalSizeBytes)}` +
-    (stats.totalSavedSizeBytes && !zip ? `; ${fmtBytes(stats.totalSavedSizeBytes)} already saved, ${fmtBytes(left)} to download.` : ".");
+  showTotals(zip);
   for (const w of stats.warnings) showError(w);
   return stats;
 }
@@ -122,7 +161,9 @@ async function run(zip) {
   setRunning(true);
   try {
     await check(zip);
-    job = await cod.download(studyUIDs(), zip);
+    const picked = selectedSeries();
+    if (picked && picked.length === 0) throw new Error("No series is selected: tick at least one.");
+    job = await cod.download(studyUIDs(), zip, picked ? { series: picked } : {});
     job.onProgress((p) => {
       $("overall").value = p.jobBytesTotal ? p.jobBytesDone / p.jobBytesTotal : 1;
       $("overall-text").textContent = p.jobSummary;      // rate and time left from the job's view
@@ -157,6 +198,13 @@ async function run(zip) {
 
 async function main() {
   fillFromQuery();
+  $("select-all").addEventListener("change", () => {
+    for (const [key, row] of series) {
+      row.pick.checked = $("select-all").checked;
+      if (row.pick.checked) leftOut.delete(key); else leftOut.add(key);
+    }
+    showTotals();
+  });
   const pickerProblem = folderPickerProblem();
   if (pickerProblem && pickerProblem.kind !== "no-user-gesture") {
     if (pickerProblem.kind !== "no-folder-picker") $("picker-note").textContent = pickerProblem.message;

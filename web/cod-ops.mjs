@@ -55,10 +55,10 @@ function rawOps({ loadPython, emit, askHost }) {
 
     setDirectory(cod, handle) { return objects.get(cod).set_directory(handle); },
     initBucket(cod, details) { return objects.get(cod).init_bucket(details); },
-    getStats(cod, uids) { return objects.get(cod).get_stats(uids); },
+    getStats(cod, uids, options) { return objects.get(cod).get_stats(uids, options ?? null); },
 
-    async download(cod, uids, zip) {
-      const job = await objects.get(cod).download(uids, zip);
+    async download(cod, uids, zip, options) {
+      const job = await objects.get(cod).download(uids, zip, options ?? null);
       const id = nextObject++;
       objects.set(id, job);
       return id;

@@ -25,6 +25,10 @@ export declare class CodRetrieveDownload extends HTMLElement {
   studies: string;
   /** Study UIDs as an array; overrides `studies` when set. */
   studyUIDs: string[];
+  /** Space or comma separated SeriesInstanceUIDs to take of the studies (attribute `series`);
+   *  empty: whole studies. */
+  series: string;
+  readonly seriesUIDs: string[];
   /** Default mode of start(); when the attribute is present only zip is offered. */
   zip: boolean;
   concurrency: number | undefined;

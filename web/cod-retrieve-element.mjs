@@ -103,7 +103,7 @@ function el(tag, props = {}, ...children) {
 }
 
 export class CodRetrieveDownload extends HTMLElement {
-  static observedAttributes = ["api", "bucket", "prefix", "studies", "zip", "concurrency"];
+  static observedAttributes = ["api", "bucket", "prefix", "studies", "series", "zip", "concurrency"];
 
   constructor() {
     super();
@@ -160,6 +160,10 @@ export class CodRetrieveDownload extends HTMLElement {
   set studies(v) { this._studyUIDs = null; this.setAttribute("studies", Array.isArray(v) ? v.join(" ") : (v ?? "")); }
   get studyUIDs() { return this._studyUIDs ? [...this._studyUIDs] : splitUIDs(this.studies); }
   set studyUIDs(v) { this._studyUIDs = v == null ? null : splitUIDs(Array.isArray(v) ? v.join(" ") : v); }
+  // Only these SeriesInstanceUIDs of the studies (a basket); empty: whole studies.
+  get series() { return this.getAttribute("series") || ""; }
+  set series(v) { this.setAttribute("series", Array.isArray(v) ? v.join(" ") : (v ?? "")); }
+  get seriesUIDs() { return splitUIDs(this.series); }
   get zip() { return this.hasAttribute("zip") && this.getAttribute("zip") !== "false"; }
   set zip(v) { this.toggleAttribute("zip", Boolean(v)); }
   get concurrency() { return Number(this.getAttribute("concurrency")) || undefined; }
@@ -214,11 +218,12 @@ export class CodRetrieveDownload extends HTMLElement {
       if (!zip) await cod.useDirectory(handle);
       cod.initBucket({ bucket: this.bucket, bucketPrefix: this.prefix || null, token: this.token });
       this._text.textContent = "Checking the bucket…";
-      const stats = await cod.getStats(uids);
+      const selection = this.seriesUIDs.length ? { series: this.seriesUIDs } : {};
+      const stats = await cod.getStats(uids, selection);
       this._renderSeries(stats);
       for (const w of stats.warnings) this._showError(w);
       this.dispatchEvent(new CustomEvent("stats", { detail: stats, bubbles: true, composed: true }));
-      const job = await cod.download(uids, zip);
+      const job = await cod.download(uids, zip, selection);
       this._job = job;
       this._wire(job, zip);
       const result = await job.start();

@@ -93,6 +93,11 @@ export interface DownloadStats {
   warnings: string[];
 }
 
+/** What to take of the studies: `series` narrows them to these SeriesInstanceUIDs. */
+export interface SelectionOptions {
+  series?: string[];
+}
+
 // ------------------------------------------------------------------ job payloads
 export interface ProgressPayload {
   url: string;
@@ -273,11 +278,12 @@ export declare class CodDownload {
   initDirectory(usePrivateStorage?: boolean | DirectoryChoice): Promise<FileSystemDirectoryHandle>;
   useDirectory(handle: FileSystemDirectoryHandle): Promise<void>;
   initBucket(bucketDetails: string | BucketDetails): void;
-  getStats(studyInstanceUIDs: string[]): Promise<DownloadStats>;
+  /** With `options.series`, only those series of the studies (a basket). */
+  getStats(studyInstanceUIDs: string[], options?: SelectionOptions): Promise<DownloadStats>;
   /** A Job, not started. Rejects, before anything is fetched, with an Error whose `name` and
    *  `kind` are "StorageFullError" when the job cannot fit where it writes (an origin-private
    *  folder or the zip spool, by `navigator.storage.estimate()`). */
-  download(studyInstanceUIDs: string[], zipOutput?: boolean): Promise<Job>;
+  download(studyInstanceUIDs: string[], zipOutput?: boolean, options?: SelectionOptions): Promise<Job>;
   /** Problems outside a job (see LimitKind). Returns this. */
   onError(callback: ErrorCallbackFn): this;
   /** Why the folder picker cannot be shown now, or null when it can. */

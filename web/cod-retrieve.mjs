@@ -319,6 +319,11 @@ export class Job {
   traffic() { return (this._rt.local && this._rt.ops.traffic(this._id)) || this._traffic; }
 }
 
+// What crosses to Python of a call's options: plain data only.
+function selection(options) {
+  return options?.series ? { series: [...options.series].map(String) } : null;
+}
+
 export class CodDownload {
   constructor(rt, id, options) {
     this._rt = rt;
@@ -380,14 +385,16 @@ export class CodDownload {
     this._bucket.catch(() => {});
   }
 
-  async getStats(studyUIDs) {
+  // options.series: only these SeriesInstanceUIDs of the studies (a basket);
+  // unset: whole studies, as in the original.
+  async getStats(studyUIDs, options = {}) {
     await this._bucket;
-    return this._rt.call("getStats", [this._id, [...studyUIDs]]);
+    return this._rt.call("getStats", [this._id, [...studyUIDs], selection(options)]);
   }
 
-  async download(studyUIDs, zipOutput = false) {
+  async download(studyUIDs, zipOutput = false, options = {}) {
     await this._bucket;
-    return new Job(this._rt, await this._rt.call("download", [this._id, [...studyUIDs], !!zipOutput]));
+    return new Job(this._rt, await this._rt.call("download", [this._id, [...studyUIDs], !!zipOutput, selection(options)]));
   }
 }
 

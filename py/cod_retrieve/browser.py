@@ -34,6 +34,12 @@ def _py(value: Any) -> Any:
     return value.to_py() if isinstance(value, JsProxy) else value
 
 
+def _series(options) -> list[str] | None:
+    """`{series: [uid, ...]}` from JS: the series to take; None: whole studies."""
+    series = (_py(options) or {}).get("series")
+    return None if series is None else [str(s) for s in series]
+
+
 class BrowserJob:
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -86,11 +92,11 @@ class BrowserCodDownload:
     def init_bucket(self, details) -> None:
         self.cd.init_bucket(_py(details))
 
-    async def get_stats(self, uids):
-        return _js(await self.cd.get_stats(list(_py(uids))))
+    async def get_stats(self, uids, options=None):
+        return _js(await self.cd.get_stats(list(_py(uids)), series=_series(options)))
 
-    async def download(self, uids, zip_output: bool = False) -> BrowserJob:
-        return BrowserJob(await self.cd.download(list(_py(uids)), bool(zip_output)))
+    async def download(self, uids, zip_output: bool = False, options=None) -> BrowserJob:
+        return BrowserJob(await self.cd.download(list(_py(uids)), bool(zip_output), series=_series(options)))
 
 
 def create(options=None) -> BrowserCodDownload:
