@@ -80,39 +80,100 @@ function showError(text) {
 }
 function clearErrors() { $("errors").replaceChildren(); $("errors-title").hidden = true; }
 
+const cell = (tag, cls, text) => {
+  const c = document.createElement(tag);
+  c.className = cls;
+  if (text !== undefined) c.textContent = text;
+  return c;
+};
+
+// A study's heading row: who and what it is (from its metadata), and a tick
+// box for all its series.
+function studyRow(study, rows) {
+  const tr = document.createElement("tr");
+  tr.className = "study";
+  tr.dataset.study = study.studyUID;
+  const pick = document.createElement("input");
+  pick.type = "checkbox";
+  const who = [study.patientName, study.patientID && `(${study.patientID})`].filter(Boolean).join(" ");
+  const what = [study.studyDate && fmtDate(study.studyDate), study.studyDescription,
+                study.accessionNumber && `accession ${study.accessionNumber}`].filter(Boolean).join(" · ");
+  pick.setAttribute("aria-label", `Download every series of study ${[who, what].filter(Boolean).join(", ") || study.studyUID}`);
+  pick.addEventListener("change", () => {
+    for (const row of rows) {
+      row.pick.checked = pick.checked;
+      if (pick.checked) leftOut.delete(row.key); else leftOut.add(row.key);
+    }
+    showTotals();
+  });
+  const thPick = cell("th", "pick");
+  thPick.scope = "row";
+  thPick.append(pick);
+  const th = cell("th", "study-context");
+  th.colSpan = 6;
+  th.scope = "rowgroup";
+  th.append(cell("span", "context", [who, what].filter(Boolean).join(" — ") || "Study"),
+            cell("span", "uid-line", `${study.studyUID} · ${study.seriesCount} series, ${fmtBytes(study.sizeBytes)}`));
+  tr.append(thPick, th);
+  return { tr, pick, rows };
+}
+
+function fmtDate(d) {       // DICOM DA (YYYYMMDD) as an ISO date
+  return /^\d{8}$/.test(d) ? `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6)}` : d;
+}
+
+let studyRows = [];
+
 function renderSeries(stats) {
-  const body = $("series-table").tBodies[0];
-  body.replaceChildren();
+  const table = $("series-table");
+  for (const b of [...table.tBodies]) b.remove();
   series = new Map();
-  for (const s of stats.seriesDetails) {
-    const key = `${s.studyUID}/${s.seriesUID}`;
-    if (wantedSeries && !wantedSeries.has(s.seriesUID)) leftOut.add(key);
-    const tr = document.createElement("tr");
-    tr.dataset.series = s.seriesUID;
-    const pick = document.createElement("input");
-    pick.type = "checkbox";
-    pick.checked = !leftOut.has(key);
-    pick.setAttribute("aria-label", `Download series ${[s.modality, s.description].filter(Boolean).join(" ") || s.seriesUID}`);
-    pick.addEventListener("change", () => {
-      if (pick.checked) leftOut.delete(key); else leftOut.add(key);
-      showTotals();
-    });
-    const tdPick = document.createElement("td"); tdPick.append(pick); tr.append(tdPick);
-    const bar = document.createElement("progress");
-    bar.max = Math.max(1, s.sizeBytes);
-    bar.value = s.savedSizeBytes;
-    bar.setAttribute("aria-label", `Series ${s.seriesUID} progress`);
-    const cells = [s.seriesUID, [s.modality, s.description].filter(Boolean).join(" "),
-      String(s.instances), fmtBytes(s.sizeBytes)];
-    for (const text of cells) { const td = document.createElement("td"); td.textContent = text; tr.append(td); }
-    const tdBar = document.createElement("td"); tdBar.append(bar); tr.append(tdBar);
-    const tdStatus = document.createElement("td"); tdStatus.className = `status-${s.status}`;
-    tdStatus.textContent = s.status; tr.append(tdStatus);
-    body.append(tr);
-    series.set(key, { bar, status: tdStatus, done: s.savedSizeBytes, pick });
+  studyRows = [];
+  const studies = stats.studyDetails?.length ? stats.studyDetails : [{ studyUID: null }];
+  for (const study of studies) {
+    const body = table.createTBody();
+    const mine = stats.seriesDetails.filter((s) => study.studyUID === null || s.studyUID === study.studyUID);
+    const rows = [];
+    if (study.studyUID !== null && stats.studyDetails.length) {
+      const head = studyRow(study, rows);
+      body.append(head.tr);
+      studyRows.push(head);
+    }
+    for (const s of mine) rows.push(seriesRow(body, s));
   }
   wantedSeries = null;           // taken once; the ticks rule from now on
   $("series-table").hidden = stats.seriesDetails.length === 0;
+}
+
+function seriesRow(body, s) {
+  const key = `${s.studyUID}/${s.seriesUID}`;
+  if (wantedSeries && !wantedSeries.has(s.seriesUID)) leftOut.add(key);
+  const tr = document.createElement("tr");
+  tr.dataset.series = s.seriesUID;
+  const label = [s.seriesNumber && `#${s.seriesNumber}`, s.modality, s.description].filter(Boolean).join(" ");
+  const pick = document.createElement("input");
+  pick.type = "checkbox";
+  pick.checked = !leftOut.has(key);
+  pick.setAttribute("aria-label", `Download series ${label || s.seriesUID}`);
+  pick.addEventListener("change", () => {
+    if (pick.checked) leftOut.delete(key); else leftOut.add(key);
+    showTotals();
+  });
+  const bar = document.createElement("progress");
+  bar.max = Math.max(1, s.sizeBytes);
+  bar.value = s.savedSizeBytes;
+  bar.setAttribute("aria-label", `Series ${label || s.seriesUID} progress`);
+  const tdPick = cell("td", "pick");
+  tdPick.append(pick);
+  const tdBar = cell("td", "bar");
+  tdBar.append(bar);
+  const tdStatus = cell("td", `status status-${s.status}`, s.status);
+  tr.append(tdPick, cell("td", "uid", s.seriesUID), cell("td", "desc", label || s.seriesUID),
+            cell("td", "count", String(s.instances)), cell("td", "size", fmtBytes(s.sizeBytes)), tdBar, tdStatus);
+  body.append(tr);
+  const row = { key, bar, status: tdStatus, done: s.savedSizeBytes, pick };
+  series.set(key, row);
+  return row;
 }
 
 // The series ticked, as SeriesInstanceUIDs; null when every one is (whole studies).
@@ -130,6 +191,11 @@ function showTotals(zip = false) {
   const all = picked.length === stats.seriesDetails.length;
   $("select-all").checked = all;
   $("select-all").indeterminate = !all && picked.length > 0;
+  for (const head of studyRows) {
+    const on = head.rows.filter((r) => r.pick.checked).length;
+    head.pick.checked = on === head.rows.length;
+    head.pick.indeterminate = on > 0 && on < head.rows.length;
+  }
   $("summary").textContent = (all ? "" : `${picked.length} of ${stats.seriesDetails.length} series selected: `) +
     `${all ? `${picked.length} series, ` : ""}${sum((s) => s.instances)} instances, ${fmtBytes(size)}` +
     (saved && !zip ? `; ${fmtBytes(saved)} already saved, ${fmtBytes(size - saved)} to download.` : ".");
@@ -176,7 +242,7 @@ async function run(zip) {
       const row = series.get(p.key);
       if (!row) return;
       row.status.textContent = p.status;
-      row.status.className = `status-${p.status}`;
+      row.status.className = `status status-${p.status}`;
       if (p.status === "saved") row.bar.value = row.bar.max;
     });
     job.onError((p) => showError(p.error.message));

@@ -57,6 +57,21 @@ class Instance:
         return f"{self.study_uid}/{self.series_uid}/{self.sop_uid}"
 
 
+# What the pre-download view shows of a series and its study (DICOM JSON tags).
+DISPLAY_TAGS = (("Modality", "00080060"), ("SeriesDescription", "0008103E"), ("SeriesNumber", "00200011"),
+                ("PatientID", "00100020"), ("PatientName", "00100010"), ("StudyDate", "00080020"),
+                ("StudyDescription", "00081030"), ("AccessionNumber", "00080050"))
+
+
+def _display(value: Any) -> str:
+    """A DICOM JSON value as text: a person name's alphabetic form with its
+    `^` separators as spaces, anything else as it is."""
+    if isinstance(value, dict):
+        value = value.get("Alphabetic") or ""
+        return " ".join(p for p in str(value).replace("=", "^").split("^")[:5] if p.strip())
+    return str(value)
+
+
 @dataclass
 class SeriesMetadata:
     study_uid: str
@@ -81,12 +96,10 @@ class SeriesMetadata:
         except MetadataError:
             return {}
         out = {}
-        for keyword, tag in (("Modality", "00080060"), ("SeriesDescription", "0008103E"),
-                             ("PatientID", "00100020"), ("SeriesNumber", "00200011"),
-                             ("StudyDescription", "00081030")):
+        for keyword, tag in DISPLAY_TAGS:
             value = (ds.get(tag) or {}).get("Value") if isinstance(ds, dict) else None
             if value:
-                out[keyword] = str(value[0])
+                out[keyword] = _display(value[0])
         return out
 
 

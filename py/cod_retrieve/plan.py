@@ -70,6 +70,15 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     errors: list[CodError] = field(default_factory=list)   # whole studies that could not be listed
 
+    def study_details(self) -> list[dict[str, Any]]:
+        """One entry per study asked for, in order: its UID, the patient and
+        study context its metadata carries, and its totals."""
+        out = []
+        for uid in self.studies:
+            series = [s for s in self.series if s.study_uid == uid]
+            out.append({"studyUID": uid, **_study_context(series), **_study_totals(series)})
+        return out
+
     def stats(self) -> dict[str, Any]:
         """The original's DownloadStats, plus counts, per-series details and warnings.
 
@@ -89,8 +98,31 @@ class Plan:
             "totalSavedInstanceCount": sum(len(s.saved) for s in usable),
             "seriesKeys": [s.key for s in usable],
             "seriesDetails": [s.describe() for s in self.series],
+            "studyDetails": self.study_details(),
             "warnings": list(self.warnings) + [str(e) for e in self.errors],
         }
+
+
+STUDY_CONTEXT = ("PatientName", "PatientID", "StudyDate", "StudyDescription", "AccessionNumber")
+
+
+def _study_context(series: list["SeriesPlan"]) -> dict[str, str | None]:
+    """patientName, patientID, studyDate, studyDescription, accessionNumber:
+    from the first series whose metadata carries each."""
+    out: dict[str, str | None] = {k[0].lower() + k[1:]: None for k in STUDY_CONTEXT}
+    for sp in series:
+        attrs = sp.metadata.attributes() if sp.metadata else {}
+        for k in STUDY_CONTEXT:
+            key = k[0].lower() + k[1:]
+            if out[key] is None and attrs.get(k):
+                out[key] = attrs[k]
+    return out
+
+
+def _study_totals(series: list["SeriesPlan"]) -> dict[str, int]:
+    usable = [s for s in series if s.metadata is not None]
+    return {"seriesCount": len(series), "instances": sum(len(s.instances) for s in usable),
+            "sizeBytes": sum(s.size for s in usable), "savedSizeBytes": sum(s.saved_size for s in usable)}
 
 
 def series_display_name(study_uid: str, series_uid: str) -> str:

@@ -221,3 +221,30 @@ def test_disk_full_stops_the_job_clearly_and_a_later_run_completes(bucket_server
     landed = {str(p.relative_to(mnt)): p.read_bytes() for p in mnt.rglob("*") if p.is_file()}
     landed.pop("log.json")
     assert landed == want
+
+
+def test_study_details_carry_the_patient_and_study_context(bucket_server, demo_studies, tmp_path):
+    """studyDetails: one entry per study asked for, its context equal to what pydicom
+    reads from the study's own files, and its totals."""
+    import io
+
+    import pydicom
+
+    async def stats():
+        cd = await _cd(bucket_server, demo_studies[0], tmp_path)()
+        return await cd.get_stats([s.study_uid for s in demo_studies])
+
+    details = asyncio.run(stats())["studyDetails"]
+    assert [d["studyUID"] for d in details] == [s.study_uid for s in demo_studies]
+    for fx, d in zip(demo_studies, details):
+        series = sorted(fx.series)[0]
+        members = fetch_tar_members(bucket_server, fx.bucket, fx.datastore, fx.study_uid, series)
+        ds = pydicom.dcmread(io.BytesIO(next(iter(members.values()))), stop_before_pixels=True)
+        name = " ".join(p for p in str(ds.get("PatientName", "")).split("^") if p) or None
+        assert d["patientName"] == name
+        assert d["patientID"] == (ds.get("PatientID") or None)
+        assert d["studyDate"] == (ds.get("StudyDate") or None)
+        assert d["studyDescription"] == (ds.get("StudyDescription") or None)
+        assert d["seriesCount"] == len(fx.series) and d["sizeBytes"] == fx.total_dicom_bytes
+        assert d["instances"] == sum(len(v) for v in fx.series.values()) and d["savedSizeBytes"] == 0
+    assert details[0]["patientName"]              # the real MR study names its patient

@@ -68,8 +68,8 @@ def test_page_basket_leaves_out_an_unticked_series(page, site_url, bucket_server
     page.goto(_page_url(site_url, bucket_server, fx))
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
     page.get_by_role("button", name="Check").click()
-    page.wait_for_function("document.querySelectorAll('#series-table tbody tr').length === 3", timeout=30_000)
-    rows = page.locator("#series-table tbody tr")
+    page.wait_for_function("document.querySelectorAll('#series-table tr[data-series]').length === 3", timeout=30_000)
+    rows = page.locator("#series-table tr[data-series]")
     dropped = rows.nth(1).get_attribute("data-series")
     rows.nth(1).get_by_role("checkbox").uncheck()               # by its label, as a keyboard or screen reader user
     assert page.locator("#summary").inner_text().startswith("2 of 3 series selected: ")

@@ -19,7 +19,8 @@ ADDED = {
     "save": {"size", "study", "series", "instance"},
     "complete": {"succeeded", "failed", "cancelled", "bytesDone", "bytesTotal", "seconds", "requests", "retries"},
     "error": {"kind", "study", "series", "instance"},
-    "stats": {"totalInstanceCount", "totalSavedInstanceCount", "seriesKeys", "seriesDetails", "warnings"},
+    "stats": {"totalInstanceCount", "totalSavedInstanceCount", "seriesKeys", "seriesDetails", "studyDetails",
+              "warnings"},
     "series": {"key", "study", "series", "url", "size", "status", "instances", "savedInstances", "error"},
 }
 
