@@ -216,11 +216,40 @@ async function check(zip = false) {
 }
 
 function setRunning(running) {
-  for (const id of ["check", "choose-folder", "download", "download-zip"]) $(id).disabled = running;
-  if (!running) $("download").disabled = !folderChosen;
+  for (const id of ["check", "choose-folder", "download", "download-zip", "verify"]) $(id).disabled = running;
+  if (!running) $("download").disabled = $("verify").disabled = !folderChosen;
   $("pause").disabled = !running;
   $("cancel").disabled = !running;
   $("pause").textContent = "Pause";
+}
+
+// Verify: the chosen folder against the bucket, nothing downloaded. What is
+// missing or changed leaves log.json, so Download then fetches exactly that.
+async function verify() {
+  setRunning(true);
+  try {
+    await check();
+    const picked = selectedSeries();
+    const report = await cod.verifyFolder(studyUIDs(), picked ? { series: picked } : {});
+    const bad = report.missing.length + report.changed.length;
+    $("verify-summary").textContent = `${report.ok} files whole, ${report.missing.length} missing, ` +
+      `${report.changed.length} changed, ${report.extra.length} extra.` +
+      (bad ? ` Download fetches the ${bad} missing or changed file${bad > 1 ? "s" : ""} again.` : "");
+    const items = [
+      ...report.missing.map((p) => `missing: ${p}`),
+      ...report.changed.map((c) => `changed: ${c.path} (${c.problem})`),
+      ...report.extra.map((p) => `extra: ${p}`),
+      ...report.errors.map((e) => `not checked: ${e}`),
+    ];
+    $("verify-list").replaceChildren(...items.map((text) => Object.assign(document.createElement("li"), { textContent: text })));
+    $("verify-report").hidden = false;
+    document.body.dataset.verified = report.clean ? "clean" : "problems";
+  } catch (e) {
+    showError(e.message ?? String(e));
+    document.body.dataset.verified = "error";
+  } finally {
+    setRunning(false);
+  }
 }
 
 async function run(zip) {
@@ -298,13 +327,14 @@ async function main() {
     try {
       const handle = await cod.initDirectory();
       folderChosen = true;
-      $("download").disabled = false;
+      $("download").disabled = $("verify").disabled = false;
       $("folder-name").textContent = `Saving into folder “${handle.name}”.`;
     } catch (e) {
       if (e.name !== "AbortError") showError(e.message ?? String(e));
     }
   });
   $("download").addEventListener("click", () => run(false));
+  $("verify").addEventListener("click", () => verify());
   $("download-zip").addEventListener("click", () => run(true));
   $("pause").addEventListener("click", () => {
     if (!job) return;
@@ -322,7 +352,7 @@ async function main() {
       try {
         await cod.useDirectory(previous);
         folderChosen = true;
-        $("download").disabled = false;
+        $("download").disabled = $("verify").disabled = false;
         $("folder-name").textContent = `Saving into folder “${previous.name}” (already saved files are kept).`;
       } catch (e) {
         showError(`The previous folder cannot be used: ${e.message ?? e}`);

@@ -57,6 +57,8 @@ function rawOps({ loadPython, emit, askHost }) {
     initBucket(cod, details) { return objects.get(cod).init_bucket(details); },
     getStats(cod, uids, options) { return objects.get(cod).get_stats(uids, options ?? null); },
 
+    verifyFolder(cod, uids, options) { return objects.get(cod).verify_folder(uids, options ?? null); },
+
     async download(cod, uids, zip, options) {
       const job = await objects.get(cod).download(uids, zip, options ?? null);
       const id = nextObject++;

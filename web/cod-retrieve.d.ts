@@ -93,6 +93,20 @@ export interface DownloadStats {
   warnings: string[];
 }
 
+/** What verifyFolder found: paths are `<study>/<series>/instances/<sop>.dcm`. */
+export interface FolderReport {
+  /** Files whose size and CRC32C match the metadata. */
+  ok: number;
+  missing: string[];
+  changed: { path: string; problem: string }[];
+  /** Files in a series folder that the metadata does not list. */
+  extra: string[];
+  /** Series or studies that could not be checked. */
+  errors: string[];
+  /** Nothing missing, changed or unchecked. */
+  clean: boolean;
+}
+
 /** What to take of the studies: `series` narrows them to these SeriesInstanceUIDs. */
 export interface SelectionOptions {
   series?: string[];
@@ -284,6 +298,9 @@ export declare class CodDownload {
    *  `kind` are "StorageFullError" when the job cannot fit where it writes (an origin-private
    *  folder or the zip spool, by `navigator.storage.estimate()`). */
   download(studyInstanceUIDs: string[], zipOutput?: boolean, options?: SelectionOptions): Promise<Job>;
+  /** Checks the chosen folder against the bucket without downloading (size and CRC32C of every
+   *  file). Missing and changed instances are taken out of log.json: the next download fetches them. */
+  verifyFolder(studyInstanceUIDs: string[], options?: SelectionOptions): Promise<FolderReport>;
   /** Problems outside a job (see LimitKind). Returns this. */
   onError(callback: ErrorCallbackFn): this;
   /** Why the folder picker cannot be shown now, or null when it can. */

@@ -392,6 +392,14 @@ export class CodDownload {
     return this._rt.call("getStats", [this._id, [...studyUIDs], selection(options)]);
   }
 
+  // Checks the chosen folder against the bucket, downloading nothing: every
+  // file's size and CRC32C. Missing and changed instances leave log.json, so
+  // the next download() fetches them again.
+  async verifyFolder(studyUIDs, options = {}) {
+    await this._bucket;
+    return this._rt.call("verifyFolder", [this._id, [...studyUIDs], selection(options)]);
+  }
+
   async download(studyUIDs, zipOutput = false, options = {}) {
     await this._bucket;
     return new Job(this._rt, await this._rt.call("download", [this._id, [...studyUIDs], !!zipOutput, selection(options)]));

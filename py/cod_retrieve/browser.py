@@ -95,6 +95,9 @@ class BrowserCodDownload:
     async def get_stats(self, uids, options=None):
         return _js(await self.cd.get_stats(list(_py(uids)), series=_series(options)))
 
+    async def verify_folder(self, uids, options=None):
+        return _js((await self.cd.verify_folder(list(_py(uids)), series=_series(options))).to_dict())
+
     async def download(self, uids, zip_output: bool = False, options=None) -> BrowserJob:
         return BrowserJob(await self.cd.download(list(_py(uids)), bool(zip_output), series=_series(options)))
 

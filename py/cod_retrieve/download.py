@@ -89,11 +89,19 @@ class CodDownload:
     async def verify_folder(self, study_uids: list[str], series: Collection[str] | None = None) -> FolderReport:
         """Check the chosen folder against the bucket's metadata, downloading
         nothing: every instance file is read and its size and CRC32C compared,
-        whatever log.json says."""
+        whatever log.json says. Instances found missing or changed are taken
+        out of log.json, so the next download fetches them again."""
         if self.folder is None:
             raise CodError("no folder chosen: call init_directory() first")
         plan = await make_plan(self._client(), self.bucket, list(study_uids), None, series=series)
-        return await verify_folder(self.folder, plan)
+        report = await verify_folder(self.folder, plan)
+        if report.not_whole:
+            journal = Journal(self.folder, name=self.log_name)
+            await journal.load()
+            for key in report.not_whole:
+                journal.discard(key)
+            await journal.flush()
+        return report
 
     async def get_stats(self, study_uids: list[str], series: Collection[str] | None = None) -> dict[str, Any]:
         return (await self.plan(study_uids, series=series)).stats()

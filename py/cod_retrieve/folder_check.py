@@ -22,6 +22,7 @@ class FolderReport:
     changed: list[tuple[str, str]] = field(default_factory=list)   # (path, what is wrong)
     extra: list[str] = field(default_factory=list)       # files in a series folder the metadata does not list
     errors: list[str] = field(default_factory=list)      # series or studies that could not be checked
+    not_whole: list[str] = field(default_factory=list)   # log keys of the missing and changed instances
 
     @property
     def clean(self) -> bool:
@@ -50,14 +51,17 @@ async def verify_folder(folder: Folder, plan: Plan) -> FolderReport:
             size = sizes.get(name)
             if size is None:
                 report.missing.append(path)
+                report.not_whole.append(inst.log_key)
             elif size != inst.size:
                 report.changed.append((path, f"{size} bytes, metadata says {inst.size}"))
+                report.not_whole.append(inst.log_key)
             else:
                 crc = new_crc32c()
                 async for chunk in folder.iter_bytes(inst.path):
                     crc.update(chunk)
                 if crc.value != inst.crc32c:
                     report.changed.append((path, f"CRC32C {crc.value:08x}, metadata says {inst.crc32c:08x}"))
+                    report.not_whole.append(inst.log_key)
                 else:
                     report.ok.append(path)
         report.extra.extend("/".join((*where, n)) for n in sorted(set(sizes) - listed))

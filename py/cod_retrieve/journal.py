@@ -49,6 +49,12 @@ class Journal:
             self._entries[key] = None
             self._dirty = True
 
+    def discard(self, key: str) -> None:
+        """Forget an instance found not whole (a folder check): the next
+        download fetches it again."""
+        if self._entries.pop(key, False) is None:
+            self._dirty = True
+
     async def flush_if_due(self) -> None:
         if time.monotonic() - self._last_flush > self._flush_every:
             await self.flush()

@@ -77,11 +77,13 @@ def test_download_resume_and_verify(bucket_server, demo_studies, tmp_path):
     assert [c["path"] for c in report["changed"]] == [rel(flipped)] and "CRC32C" in report["changed"][0]["problem"]
     assert report["extra"] == [rel(files[2].parent / "stray.txt")] and not report["clean"]
 
-    # A download puts back the deleted file; the flipped one, logged and of the
-    # right size, is trusted by the fast check (verify is the thorough one).
+    # verify took both out of log.json: a download puts back exactly those two (the
+    # flipped one, of the right size, would otherwise pass the fast check).
     fix = run_cli("download", BUCKET, *uids, "--api-base", bucket_server.url, "--out", tmp_path)
     assert fix.returncode == 0, fix.stderr
-    assert deleted.read_bytes() and f"{n_instances - 1} instances already saved" in fix.stdout
+    assert f"{n_instances - 2} instances already saved" in fix.stdout
+    (files[2].parent / "stray.txt").unlink()
+    assert folder_files(tmp_path) == want
 
 
 def test_zip_per_study_opens_with_unzip(bucket_server, demo_studies, tmp_path):

@@ -248,3 +248,33 @@ def test_study_details_carry_the_patient_and_study_context(bucket_server, demo_s
         assert d["seriesCount"] == len(fx.series) and d["sizeBytes"] == fx.total_dicom_bytes
         assert d["instances"] == sum(len(v) for v in fx.series.values()) and d["savedSizeBytes"] == 0
     assert details[0]["patientName"]              # the real MR study names its patient
+
+
+def test_verify_takes_changed_and_missing_files_out_of_the_log_and_download_fetches_them(bucket_server,
+                                                                                       demo_studies, tmp_path):
+    fx = demo_studies[0]
+    want = {}
+    for series in fx.series:
+        for name, data in fetch_tar_members(bucket_server, fx.bucket, fx.datastore, fx.study_uid, series).items():
+            want[f"{fx.study_uid}/{series}/{name}"] = data
+    asyncio.run(_download(bucket_server, fx, tmp_path))
+    flip, gone = sorted(want)[0], sorted(want)[-1]
+    data = bytearray((tmp_path / flip).read_bytes())
+    data[-1] ^= 0xFF                                    # same size: log.json alone would call it saved
+    (tmp_path / flip).write_bytes(bytes(data))
+    (tmp_path / gone).unlink()
+
+    async def verify():
+        cd = await _cd(bucket_server, fx, tmp_path)()
+        return await cd.verify_folder([fx.study_uid])
+
+    report = asyncio.run(verify())
+    assert report.missing == [gone] and [p for p, _ in report.changed] == [flip]
+    logged = set(json.loads((tmp_path / "log.json").read_text())["logs"])
+    key = lambda path: path.replace("/instances/", "/")[:-4]  # noqa: E731
+    assert key(flip) not in logged and key(gone) not in logged and len(logged) == len(want) - 2
+    job, result, ev = asyncio.run(_download(bucket_server, fx, tmp_path))
+    assert result["bytesTotal"] == len(want[flip]) + len(want[gone])       # exactly those two fetched
+    got = {str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*.dcm")}
+    assert got == want
+    assert asyncio.run(verify()).clean
