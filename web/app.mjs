@@ -142,7 +142,32 @@ function renderSeries(stats) {
     for (const s of mine) rows.push(seriesRow(body, s));
   }
   wantedSeries = null;           // taken once; the ticks rule from now on
-  $("series-table").hidden = stats.seriesDetails.length === 0;
+  $("series-table").hidden = $("filter-label").hidden = stats.seriesDetails.length === 0;
+  applyFilter();
+}
+
+// Rows whose modality, description or UID holds the filter's words stay in view;
+// the others are hidden, not left out (their ticks stay as they are).
+function applyFilter() {
+  const words = $("filter").value.toLowerCase().split(/\s+/).filter(Boolean);
+  for (const tr of $("series-table").querySelectorAll("tr[data-series]")) {
+    const text = tr.textContent.toLowerCase();
+    tr.hidden = !words.every((w) => text.includes(w));
+  }
+}
+
+// A manifest fills the study UIDs and the basket, then checks the bucket.
+async function loadManifest(file) {
+  clearErrors();
+  try {
+    const sel = await cod.readManifest(await file.text(), file.name);
+    $("studies").value = sel.studies.join("\n");
+    leftOut.clear();
+    wantedSeries = sel.series ? new Set(sel.series) : null;
+    await check();
+  } catch (e) {
+    showError(e.message ?? String(e));
+  }
 }
 
 function seriesRow(body, s) {
@@ -171,7 +196,7 @@ function seriesRow(body, s) {
   tr.append(tdPick, cell("td", "uid", s.seriesUID), cell("td", "desc", label || s.seriesUID),
             cell("td", "count", String(s.instances)), cell("td", "size", fmtBytes(s.sizeBytes)), tdBar, tdStatus);
   body.append(tr);
-  const row = { key, bar, status: tdStatus, done: s.savedSizeBytes, pick };
+  const row = { key, tr, bar, status: tdStatus, done: s.savedSizeBytes, pick };
   series.set(key, row);
   return row;
 }
@@ -293,8 +318,9 @@ async function run(zip) {
 
 async function main() {
   fillFromQuery();
-  $("select-all").addEventListener("change", () => {
+  $("select-all").addEventListener("change", () => {     // the series in view (see the filter)
     for (const [key, row] of series) {
+      if (row.tr.hidden) continue;
       row.pick.checked = $("select-all").checked;
       if (row.pick.checked) leftOut.delete(key); else leftOut.add(key);
     }
@@ -335,6 +361,8 @@ async function main() {
   });
   $("download").addEventListener("click", () => run(false));
   $("verify").addEventListener("click", () => verify());
+  $("filter").addEventListener("input", applyFilter);
+  $("manifest").addEventListener("change", () => { if ($("manifest").files[0]) loadManifest($("manifest").files[0]); });
   $("download-zip").addEventListener("click", () => run(true));
   $("pause").addEventListener("click", () => {
     if (!job) return;

@@ -53,6 +53,8 @@ function rawOps({ loadPython, emit, askHost }) {
       return id;
     },
 
+    readManifest(text, name) { return browser.read_manifest_text(text, name ?? "manifest"); },
+
     setDirectory(cod, handle) { return objects.get(cod).set_directory(handle); },
     initBucket(cod, details) { return objects.get(cod).init_bucket(details); },
     getStats(cod, uids, options) { return objects.get(cod).get_stats(uids, options ?? null); },

@@ -301,6 +301,9 @@ export declare class CodDownload {
   /** Checks the chosen folder against the bucket without downloading (size and CRC32C of every
    *  file). Missing and changed instances are taken out of log.json: the next download fetches them. */
   verifyFolder(studyInstanceUIDs: string[], options?: SelectionOptions): Promise<FolderReport>;
+  /** A shared selection read from a file's text (CSV with StudyInstanceUID and optionally
+   *  SeriesInstanceUID columns, or one study UID per line); rejects naming the bad line. */
+  readManifest(text: string, name?: string): Promise<{ studies: string[]; series: Maybe<string[]> }>;
   /** Problems outside a job (see LimitKind). Returns this. */
   onError(callback: ErrorCallbackFn): this;
   /** Why the folder picker cannot be shown now, or null when it can. */

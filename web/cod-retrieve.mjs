@@ -392,6 +392,13 @@ export class CodDownload {
     return this._rt.call("getStats", [this._id, [...studyUIDs], selection(options)]);
   }
 
+  // A shared selection read from a file's text: {studies, series} (series
+  // undefined for whole studies). CSV with StudyInstanceUID (and optionally
+  // SeriesInstanceUID) columns, or one study UID per line; a bad line is named.
+  readManifest(text, name = "manifest") {
+    return this._rt.call("readManifest", [String(text), String(name)]);
+  }
+
   // Checks the chosen folder against the bucket, downloading nothing: every
   // file's size and CRC32C. Missing and changed instances leave log.json, so
   // the next download() fetches them again.

@@ -13,6 +13,7 @@ from .download import CodDownload
 from .errors import CodError
 from .http import RetryPolicy
 from .job import Job
+from .manifest import read_manifest
 
 
 def _js(value: Any):
@@ -100,6 +101,14 @@ class BrowserCodDownload:
 
     async def download(self, uids, zip_output: bool = False, options=None) -> BrowserJob:
         return BrowserJob(await self.cd.download(list(_py(uids)), bool(zip_output), series=_series(options)))
+
+
+def read_manifest_text(text: str, name: str = "manifest"):
+    """A shared selection (a CSV with StudyInstanceUID / SeriesInstanceUID
+    columns, as IDC's and TCIA's exports, or one study UID per line) as
+    `{studies, series}`; `series` undefined for whole studies."""
+    sel = read_manifest(str(text), str(name))
+    return _js({"studies": sel.studies, "series": sel.series})
 
 
 def create(options=None) -> BrowserCodDownload:

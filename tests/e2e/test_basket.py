@@ -121,3 +121,39 @@ def test_element_takes_a_series_attribute(page, site_url, bucket_server, demo_st
     got = read_folder(page, "basket-element")
     got.pop("log.json")
     assert got == _only(expected_files(bucket_server.url, fx), chosen)
+
+
+def test_manifest_fills_the_basket_and_the_filter_narrows_the_view(page, site_url, bucket_server, demo_studies,
+                                                                   tmp_path):
+    fx = demo_studies[0]
+    chosen = sorted(fx.series)[:2]
+    manifest = tmp_path / "idc-export.csv"       # as IDC exports it: more columns, a row per series
+    manifest.write_text("collection_id,PatientID,StudyInstanceUID,SeriesInstanceUID\n"
+                        + "".join(f"demo,98890234,{fx.study_uid},{s}\n" for s in chosen))
+    q = [("api", bucket_server.url), ("bucket", fx.bucket), ("prefix", fx.datastore)]
+    page.goto(f"{site_url}/index.html?{urllib.parse.urlencode(q)}")
+    page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    page.set_input_files("#manifest", str(manifest))
+    page.wait_for_function("document.querySelectorAll('#series-table tr[data-series]').length === 3", timeout=30_000)
+    assert page.locator("#studies").input_value() == fx.study_uid
+    assert page.locator("#summary").inner_text().startswith("2 of 3 series selected: ")
+    ticked = page.locator("#series-table tr[data-series]").evaluate_all(
+        "trs => trs.filter(tr => tr.querySelector('input').checked).map(tr => tr.dataset.series)")
+    assert sorted(ticked) == chosen
+
+    page.get_by_label("Show only series matching").fill("localizer")
+    visible = page.locator("#series-table tr[data-series]:not([hidden])").all_inner_texts()
+    assert len(visible) == 1 and "LOCALIZER" in visible[0]
+    page.get_by_label("Show only series matching").fill("")
+    assert page.locator("#series-table tr[data-series]:not([hidden])").count() == 3
+
+    _download_from_page(page, "basket-manifest")
+    got = read_folder(page, "basket-manifest")
+    got.pop("log.json")
+    assert got == _only(expected_files(bucket_server.url, fx), chosen)
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("StudyInstanceUID\n1.2.3\nnot-a-uid\n")
+    page.set_input_files("#manifest", str(bad))
+    page.wait_for_selector("#errors li")
+    assert "bad.csv, line 3: StudyInstanceUID 'not-a-uid'" in page.locator("#errors").inner_text()
