@@ -99,13 +99,7 @@ function studyRow(study, rows) {
   const what = [study.studyDate && fmtDate(study.studyDate), study.studyDescription,
                 study.accessionNumber && `accession ${study.accessionNumber}`].filter(Boolean).join(" · ");
   pick.setAttribute("aria-label", `Download every series of study ${[who, what].filter(Boolean).join(", ") || study.studyUID}`);
-  pick.addEventListener("change", () => {
-    for (const row of rows) {
-      row.pick.checked = pick.checked;
-      if (pick.checked) leftOut.delete(row.key); else leftOut.add(row.key);
-    }
-    showTotals();
-  });
+  pick.addEventListener("change", () => pickRows(rows, pick.checked));
   const thPick = cell("th", "pick");
   thPick.scope = "row";
   thPick.append(pick);
@@ -116,6 +110,15 @@ function studyRow(study, rows) {
             cell("span", "uid-line", `${study.studyUID} · ${study.seriesCount} series, ${fmtBytes(study.sizeBytes)}`));
   tr.append(thPick, th);
   return { tr, pick, rows };
+}
+
+// Tick (or untick) these series rows: in the basket or left out of it.
+function pickRows(rows, on) {
+  for (const row of rows) {
+    row.pick.checked = on;
+    if (on) leftOut.delete(row.key); else leftOut.add(row.key);
+  }
+  showTotals();
 }
 
 function fmtDate(d) {       // DICOM DA (YYYYMMDD) as an ISO date
@@ -129,17 +132,13 @@ function renderSeries(stats) {
   for (const b of [...table.tBodies]) b.remove();
   series = new Map();
   studyRows = [];
-  const studies = stats.studyDetails?.length ? stats.studyDetails : [{ studyUID: null }];
-  for (const study of studies) {
+  for (const study of stats.studyDetails) {
     const body = table.createTBody();
-    const mine = stats.seriesDetails.filter((s) => study.studyUID === null || s.studyUID === study.studyUID);
     const rows = [];
-    if (study.studyUID !== null && stats.studyDetails.length) {
-      const head = studyRow(study, rows);
-      body.append(head.tr);
-      studyRows.push(head);
-    }
-    for (const s of mine) rows.push(seriesRow(body, s));
+    const head = studyRow(study, rows);
+    body.append(head.tr);
+    studyRows.push(head);
+    for (const s of stats.seriesDetails) if (s.studyUID === study.studyUID) rows.push(seriesRow(body, s));
   }
   wantedSeries = null;           // taken once; the ticks rule from now on
   $("series-table").hidden = $("filter-label").hidden = stats.seriesDetails.length === 0;
@@ -180,10 +179,7 @@ function seriesRow(body, s) {
   pick.type = "checkbox";
   pick.checked = !leftOut.has(key);
   pick.setAttribute("aria-label", `Download series ${label || s.seriesUID}`);
-  pick.addEventListener("change", () => {
-    if (pick.checked) leftOut.delete(key); else leftOut.add(key);
-    showTotals();
-  });
+  pick.addEventListener("change", () => pickRows([row], pick.checked));
   const bar = document.createElement("progress");
   bar.max = Math.max(1, s.sizeBytes);
   bar.value = s.savedSizeBytes;
@@ -318,14 +314,8 @@ async function run(zip) {
 
 async function main() {
   fillFromQuery();
-  $("select-all").addEventListener("change", () => {     // the series in view (see the filter)
-    for (const [key, row] of series) {
-      if (row.tr.hidden) continue;
-      row.pick.checked = $("select-all").checked;
-      if (row.pick.checked) leftOut.delete(key); else leftOut.add(key);
-    }
-    showTotals();
-  });
+  $("select-all").addEventListener("change", () =>     // the series in view (see the filter)
+    pickRows([...series.values()].filter((row) => !row.tr.hidden), $("select-all").checked));
   const pickerProblem = folderPickerProblem();
   if (pickerProblem && pickerProblem.kind !== "no-user-gesture") {
     if (pickerProblem.kind !== "no-folder-picker") $("picker-note").textContent = pickerProblem.message;

@@ -151,33 +151,23 @@ class SyncWriter {
     Object.assign(this, { dir, name, temp, handle, access, at: 0 });
   }
 
-  // bytes: a Uint8Array, or a Python buffer lent for this call, written from
-  // the WebAssembly heap before this call returns (the body has no await).
+  // bytes: a Uint8Array, or a Python buffer (a PyProxy) written straight from
+  // the WebAssembly heap. All of it happens before this call returns (the body
+  // has no await), so the heap cannot grow and move the view meanwhile.
   write(bytes) {
     return guarded(async () => {
-      if (!(bytes instanceof Uint8Array)) { this.writeFromPython(bytes); return; }
-      for (let done = 0; done < bytes.byteLength;) {
-        const n = syncWriteResult(this.access.write(done ? bytes.subarray(done) : bytes, { at: this.at }),
-                                  bytes.byteLength - done, this.name);
-        done += n;
-        this.at += n;
-      }
+      if (bytes instanceof Uint8Array) { this._writeAll(bytes); return; }
+      const view = bytes.getBuffer("u8");
+      try { this._writeAll(view.data); } finally { view.release(); }
     });
   }
 
-  // Synchronous from taking the view to the end of the write: see writeFile.
-  writeFromPython(py) {
-    const view = py.getBuffer("u8");
-    try {
-      const bytes = view.data;
-      for (let done = 0; done < bytes.byteLength;) {
-        const n = syncWriteResult(this.access.write(done ? bytes.subarray(done) : bytes, { at: this.at }),
-                                  bytes.byteLength - done, this.name);
-        done += n;
-        this.at += n;
-      }
-    } finally {
-      view.release();
+  _writeAll(bytes) {
+    for (let done = 0; done < bytes.byteLength;) {
+      const n = syncWriteResult(this.access.write(done ? bytes.subarray(done) : bytes, { at: this.at }),
+                                bytes.byteLength - done, this.name);
+      done += n;
+      this.at += n;
     }
   }
 
@@ -247,17 +237,15 @@ export function openWriter(dir, name) {
 // access handle writes it straight from the WebAssembly heap, read at the
 // moment of the synchronous write (no await between taking the view and
 // writing, so a growing heap cannot move it); createWritable, which writes
-// later, gets a copy taken now. A Uint8Array is written as it is.
+// later, gets a copy taken when it is handed the buffer. A Uint8Array is
+// written as it is.
 export function writeFile(dir, name, bytes) {
   const py = bytes instanceof Uint8Array ? null : bytes.copy();
-  const copy = () => pyCopy(py);
-  const early = py && !syncWritable ? copy() : null;
   return guarded(async () => {
     try {
       const w = await openWriter(dir, name);
       try {
-        if (py && w instanceof SyncWriter) w.writeFromPython(py);
-        else await w.write(py ? (early ?? copy()) : bytes);
+        await w.write(py ?? bytes);     // each writer takes the Python buffer at this call
       } catch (e) {
         await w._discard();
         throw e;

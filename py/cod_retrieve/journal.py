@@ -52,7 +52,8 @@ class Journal:
     def discard(self, key: str) -> None:
         """Forget an instance found not whole (a folder check): the next
         download fetches it again."""
-        if self._entries.pop(key, False) is None:
+        if key in self._entries:
+            del self._entries[key]
             self._dirty = True
 
     async def flush_if_due(self) -> None:

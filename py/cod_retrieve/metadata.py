@@ -11,6 +11,7 @@ import base64
 import json
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterable
 
 from .crc32c import decode_crc32c
@@ -67,8 +68,7 @@ def _display(value: Any) -> str:
     """A DICOM JSON value as text: a person name's alphabetic form with its
     `^` separators as spaces, anything else as it is."""
     if isinstance(value, dict):
-        value = value.get("Alphabetic") or ""
-        return " ".join(p for p in str(value).replace("=", "^").split("^")[:5] if p.strip())
+        return " ".join(p for p in str(value.get("Alphabetic") or "").split("^") if p.strip())
     return str(value)
 
 
@@ -88,7 +88,12 @@ class SeriesMetadata:
         return {i.member: i for i in self.instances}
 
     def attributes(self) -> dict[str, str]:
-        """A few display attributes from the first instance's DICOM JSON."""
+        """A few display attributes from the first instance's DICOM JSON
+        (decoded once: the series row and its study's heading both read them)."""
+        return dict(self._attributes)
+
+    @cached_property
+    def _attributes(self) -> dict[str, str]:
         if not self.instances:
             return {}
         try:

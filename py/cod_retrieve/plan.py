@@ -103,19 +103,19 @@ class Plan:
         }
 
 
-STUDY_CONTEXT = ("PatientName", "PatientID", "StudyDate", "StudyDescription", "AccessionNumber")
+# DICOM keyword -> the studyDetails key that shows it.
+STUDY_CONTEXT = {"PatientName": "patientName", "PatientID": "patientID", "StudyDate": "studyDate",
+                 "StudyDescription": "studyDescription", "AccessionNumber": "accessionNumber"}
 
 
 def _study_context(series: list["SeriesPlan"]) -> dict[str, str | None]:
-    """patientName, patientID, studyDate, studyDescription, accessionNumber:
-    from the first series whose metadata carries each."""
-    out: dict[str, str | None] = {k[0].lower() + k[1:]: None for k in STUDY_CONTEXT}
+    """The study's context, each value from the first series whose metadata carries it."""
+    out: dict[str, str | None] = dict.fromkeys(STUDY_CONTEXT.values())
     for sp in series:
         attrs = sp.metadata.attributes() if sp.metadata else {}
-        for k in STUDY_CONTEXT:
-            key = k[0].lower() + k[1:]
-            if out[key] is None and attrs.get(k):
-                out[key] = attrs[k]
+        for keyword, key in STUDY_CONTEXT.items():
+            if out[key] is None and attrs.get(keyword):
+                out[key] = attrs[keyword]
     return out
 
 
