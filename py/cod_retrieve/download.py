@@ -12,6 +12,7 @@ from .folder_check import FolderReport, verify_folder
 from .http import Auth, Client, Opener, RetryPolicy, TokenProvider
 from .job import Job
 from .journal import LOG_NAME, Journal
+from .layout import Layout, parse_layout, too_long
 from .plan import Plan, make_plan
 from .sinks import FolderSink, Sink, mark_saved_in_folder
 from .space import not_enough_space, shortfall
@@ -27,7 +28,7 @@ class CodDownload:
     def __init__(self, api_base: str = DEFAULT_API, concurrency: int = 3, *,
                  token_provider: TokenProvider | None = None, retry: RetryPolicy | None = None,
                  opener: Opener | None = None, log_name: tuple[str, ...] = LOG_NAME,
-                 **job_options: Any) -> None:
+                 layout: str | None = None, manifest: bool = False, **job_options: Any) -> None:
         self.api_base = api_base
         self.concurrency = concurrency
         self.token_provider = token_provider
@@ -35,6 +36,8 @@ class CodDownload:
         self.opener = opener or _compat.open_url
         self.job_options = job_options
         self.log_name = log_name      # where in the folder log.json lives
+        self.layout = parse_layout(layout)     # checked now: a bad template fails at creation
+        self.manifest = manifest               # write cod-manifest.csv after each job
         self.folder: Folder | None = None
         self.bucket: Bucket | None = None
         self.last_plan: Plan | None = None
@@ -70,20 +73,26 @@ class CodDownload:
         return self.client
 
     async def plan(self, study_uids: list[str], zip_output: bool = False,
-                   series: Collection[str] | None = None) -> Plan:
-        """List, read metadata, mark what is saved. Writes nothing: files found
-        verified but not logged are logged by the download that follows."""
+                   series: Collection[str] | None = None, layout: str | Layout | None = None) -> Plan:
+        """List, read metadata, place, mark what is saved. Writes nothing: files
+        found verified but not logged are logged by the download that follows."""
         client = self._client()
+        chosen = layout if isinstance(layout, Layout) else parse_layout(layout) if layout else self.layout
         folder, self._journal = self.folder, None
         if not zip_output and folder is not None:
             self._journal = Journal(folder, name=self.log_name)
             await self._journal.load()
+            _same_layout(self._journal, chosen, folder)
+            self._journal.layout = chosen.name
         journal = self._journal
 
         async def mark(sp) -> None:
             await mark_saved_in_folder(folder, journal, sp)
         self.last_plan = await make_plan(client, self.bucket, list(study_uids),
-                                         mark if journal is not None else None, series=series)
+                                         mark if journal is not None else None, series=series,
+                                         layout=chosen, recorded=journal.paths if journal else None)
+        if not zip_output and folder is not None and chosen.name != "classic":
+            _warn_long_paths(self.last_plan, folder)
         return self.last_plan
 
     async def verify_folder(self, study_uids: list[str], series: Collection[str] | None = None) -> FolderReport:
@@ -93,32 +102,37 @@ class CodDownload:
         out of log.json, so the next download fetches them again."""
         if self.folder is None:
             raise CodError("no folder chosen: call init_directory() first")
-        plan = await make_plan(self._client(), self.bucket, list(study_uids), None, series=series)
+        journal = Journal(self.folder, name=self.log_name)
+        await journal.load()        # the folder's layout, and where each file went
+        plan = await make_plan(self._client(), self.bucket, list(study_uids), None, series=series,
+                               layout=parse_layout(journal.layout), recorded=journal.paths)
         report = await verify_folder(self.folder, plan)
         if report.not_whole:
-            journal = Journal(self.folder, name=self.log_name)
-            await journal.load()
             for key in report.not_whole:
                 journal.discard(key)
             await journal.flush()
         return report
 
-    async def get_stats(self, study_uids: list[str], series: Collection[str] | None = None) -> dict[str, Any]:
-        return (await self.plan(study_uids, series=series)).stats()
+    async def get_stats(self, study_uids: list[str], series: Collection[str] | None = None,
+                        layout: str | None = None) -> dict[str, Any]:
+        return (await self.plan(study_uids, series=series, layout=layout)).stats()
 
     async def download(self, study_uids: list[str], zip_output: bool = False,
-                       sink: Sink | None = None, series: Collection[str] | None = None) -> Job:
+                       sink: Sink | None = None, series: Collection[str] | None = None,
+                       layout: str | None = None, manifest: bool | None = None) -> Job:
         """A Job, not started (as in the original): register callbacks, then start().
-        `series` narrows it to those series UIDs; None downloads whole studies."""
-        plan = await self.plan(study_uids, zip_output, series)
+        `series` narrows it to those series UIDs; None downloads whole studies.
+        `layout` and `manifest` override the ones given at creation."""
+        plan = await self.plan(study_uids, zip_output, series, layout)
+        manifest = self.manifest if manifest is None else bool(manifest)
         if sink is None:
             if zip_output:
                 from .zipsink import ZipSink  # noqa: PLC0415 - zip mode only
-                sink = await ZipSink.create(self)
+                sink = await ZipSink.create(self, plan.layout, manifest)
             else:
                 if self.folder is None or self._journal is None:
                     raise CodError("no folder chosen: call init_directory() first, or use zip output")
-                sink = FolderSink(self.folder, self._journal)
+                sink = FolderSink(self.folder, self._journal, plan.layout, manifest)
         await check_space(sink, plan)
         return Job(plan, self.client, sink, concurrency=self.concurrency, **self.job_options)
 
@@ -130,3 +144,26 @@ async def check_space(sink: Sink, plan: Plan) -> None:
     free = await sink.free_space()
     if shortfall(needed, free) is not None:
         raise not_enough_space(needed, free, sink.where)
+
+
+def _same_layout(journal: Journal, layout: Layout, folder: Folder) -> None:
+    """One layout per folder: files of another layout would be fetched again
+    under other names, and log.json could not say where either went."""
+    if len(journal) and journal.layout != layout.name:
+        raise CodError(f"the folder {getattr(folder, 'name', '')!r} holds a download in the layout "
+                       f"{journal.layout!r} (see its log.json); download into it with that layout, "
+                       f"or choose another folder for the layout {layout.name!r}")
+
+
+def _warn_long_paths(plan: Plan, folder: Folder) -> None:
+    """Say before the download when paths pass Windows' 260 characters: the
+    files land here, but Explorer and many tools cannot open them there."""
+    root = getattr(folder, "path_length", None)
+    known = root is not None
+    count, longest = too_long((i.path for sp in plan.series for i in sp.instances),
+                              (root if known else len(getattr(folder, "name", "") or "")) + 1)
+    if count:
+        plan.warnings.append(
+            f"{count} paths are {'' if known else 'at least '}260 characters or longer with the folder's "
+            f"own path, past what Windows opens by default (the longest: {longest[:120]}...); "
+            f"choose a shorter layout or a folder nearer the drive's root")

@@ -13,6 +13,7 @@ from typing import Any
 from ._compat import new_crc32c
 from .folder import Folder
 from .plan import Plan
+from .sinks import sizes_of
 
 
 @dataclass
@@ -37,18 +38,15 @@ class FolderReport:
 async def verify_folder(folder: Folder, plan: Plan) -> FolderReport:
     report = FolderReport()
     report.errors.extend(str(e) for e in plan.errors)
+    everywhere = {tuple(i.path) for sp in plan.series for i in sp.instances}   # a layout may share folders
     for sp in plan.series:
         if sp.metadata is None:
             report.errors.append(str(sp.error or f"series {sp.series_uid}: no metadata"))
             continue
-        where = (sp.study_uid, sp.series_uid, "instances")
-        sizes = await folder.sizes(where)
-        listed = set()
+        sizes = await sizes_of(folder, sp.instances)
         for inst in sp.instances:
-            name = inst.path[-1]
-            listed.add(name)
             path = "/".join(inst.path)
-            size = sizes.get(name)
+            size = sizes.get(tuple(inst.path))
             if size is None:
                 report.missing.append(path)
                 report.not_whole.append(inst.log_key)
@@ -64,5 +62,6 @@ async def verify_folder(folder: Folder, plan: Plan) -> FolderReport:
                     report.not_whole.append(inst.log_key)
                 else:
                     report.ok.append(path)
-        report.extra.extend("/".join((*where, n)) for n in sorted(set(sizes) - listed))
+        report.extra.extend("/".join(p) for p in sorted(set(sizes) - everywhere))
+    report.extra = list(dict.fromkeys(report.extra))    # series sharing a folder see the same extras
     return report

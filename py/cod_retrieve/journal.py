@@ -3,6 +3,11 @@
 One writer at a time, entries only after verification, and the file replaced
 atomically, so concurrent series never lose entries and a crash never leaves
 half a JSON document behind.
+
+A folder written in another layout than `classic` also records that layout
+(`layout`) and where each instance went (`paths`: log key -> relative path):
+the original library reads only `logs`, so the file stays compatible, and a
+resumed download finds every file where the first one put it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ class Journal:
         self._folder = folder
         self._name = name        # the folder's log.json; a cohort keeps one per study: (<study>, log.json)
         self._entries: dict[str, None] = {}
+        self.paths: dict[str, tuple[str, ...]] = {}     # log key -> path parts (layouts other than classic)
+        self.layout = "classic"                        # what the folder was written in
         self._dirty = False
         self._lock = asyncio.Lock()
         self._flush_every = flush_every
@@ -29,13 +36,20 @@ class Journal:
 
     async def load(self) -> None:
         raw = await self._folder.read_bytes(self._name, MAX_LOG_BYTES)
-        self._entries = {}
+        self._entries, self.paths, self.layout = {}, {}, "classic"
         if raw:
             try:
-                logs = json.loads(raw).get("logs", [])
+                doc = json.loads(raw)
+                logs = doc.get("logs", [])
             except (ValueError, AttributeError):
-                logs = []   # a corrupt log only costs re-verification, never data
+                doc, logs = {}, []   # a corrupt log only costs re-verification, never data
             self._entries = {str(e): None for e in logs if isinstance(e, str)}
+            if isinstance(doc.get("layout"), str):
+                self.layout = doc["layout"]
+            paths = doc.get("paths")
+            if isinstance(paths, dict):
+                self.paths = {k: tuple(v.split("/")) for k, v in paths.items()
+                              if k in self._entries and isinstance(v, str) and _plain(v)}
 
     def __contains__(self, key: str) -> bool:
         return key in self._entries
@@ -43,10 +57,14 @@ class Journal:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, key: str) -> None:
-        """Record a verified instance (in memory: `flush` writes)."""
+    def add(self, key: str, path: tuple[str, ...] | None = None) -> None:
+        """Record a verified instance (in memory: `flush` writes), and where it
+        went when the layout is not the classic one."""
         if key not in self._entries:
             self._entries[key] = None
+            self._dirty = True
+        if path is not None and self.paths.get(key) != tuple(path):
+            self.paths[key] = tuple(path)
             self._dirty = True
 
     def discard(self, key: str) -> None:
@@ -54,6 +72,7 @@ class Journal:
         download fetches it again."""
         if key in self._entries:
             del self._entries[key]
+            self.paths.pop(key, None)
             self._dirty = True
 
     async def flush_if_due(self) -> None:
@@ -66,9 +85,19 @@ class Journal:
                 return
             self._dirty = False
             self._last_flush = time.monotonic()
-            body = json.dumps({"logs": list(self._entries)}).encode()
+            doc: dict = {"logs": list(self._entries)}
+            if self.layout != "classic":
+                doc["layout"] = self.layout
+                doc["paths"] = {k: "/".join(v) for k, v in self.paths.items()}
+            body = json.dumps(doc).encode()
             try:
                 await self._folder.write_atomic(self._name, body)
             except BaseException:
                 self._dirty = True      # the old log stays whole; these entries go next time
                 raise
+
+
+def _plain(path: str) -> bool:
+    """A recorded path the folder can hold: relative, no `..`, no empty part."""
+    parts = path.split("/")
+    return all(p and p not in (".", "..") and "\\" not in p for p in parts)

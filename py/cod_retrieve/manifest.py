@@ -1,9 +1,11 @@
-"""A selection shared as a file: which studies, and optionally which series.
+"""A selection shared as a file: which studies, and optionally which series;
+and the manifest a job leaves beside what it saved.
 
 Two forms are read: a CSV with a `StudyInstanceUID` column and optionally a
 `SeriesInstanceUID` column (as IDC's and TCIA's exports have; other columns
 are ignored), or plain text with one study UID per line (`#` starts a
-comment). Pure: text in, a Selection out.
+comment). Our own manifest (`cod-manifest.csv`) is such a CSV. Pure: text
+in, a Selection out; plans in, CSV bytes out.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
+from .crc32c import encode_crc32c
 from .errors import CodError
 from .uids import is_uid
+
+if TYPE_CHECKING:
+    from .plan import SeriesPlan
 
 
 class ManifestError(CodError):
@@ -78,3 +85,31 @@ def _uid(value: str, source: str, line: int, what: str) -> str:
     if not is_uid(value):
         raise ManifestError(f"{source}, line {line}: {what} {value[:80]!r} is not a valid DICOM UID")
     return value
+
+
+MANIFEST_NAME = "cod-manifest.csv"
+MANIFEST_COLUMNS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Path", "SizeBytes", "CRC32C",
+                    "Status", "SeriesStatus", "SeriesError")
+
+
+def write_manifest(plans: "list[SeriesPlan]", path_of: "Callable[[tuple[str, ...]], str]" = "/".join) -> bytes:
+    """The manifest a job leaves: a CSV row per instance of the selection (its
+    path, size, CRC32C as the bucket's metadata gives it, and whether it is
+    saved), with its series' status and error; a series without metadata gets
+    one row without an instance. `read_manifest` reads it back as a series
+    selection, and so does any tool that reads IDC's or TCIA's exports."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(MANIFEST_COLUMNS)
+    for sp in plans:
+        if sp.metadata is None:
+            w.writerow((sp.study_uid, sp.series_uid, "", "", "", "", "", "failed", str(sp.error or "no metadata")))
+            continue
+        missing = len(sp.missing)
+        status = "saved" if not missing else "incomplete"
+        error = "" if not missing else f"{missing} of {len(sp.instances)} instances are not saved"
+        for inst in sp.instances:
+            saved = inst.sop_uid in sp.saved
+            w.writerow((sp.study_uid, sp.series_uid, inst.sop_uid, path_of(inst.path), inst.size,
+                        encode_crc32c(inst.crc32c), "saved" if saved else "missing", status, error))
+    return out.getvalue().encode()

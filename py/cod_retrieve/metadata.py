@@ -37,15 +37,17 @@ class Instance:
     dicom_json: Any = field(default=None, compare=False, repr=False)
     version: str = ""
     uri: str = field(default="", compare=False, repr=False)   # the metadata's `url` or `uri`, as written
+    place: tuple[str, ...] | None = field(default=None, compare=False, repr=False)   # set by a layout
 
     @property
     def size(self) -> int:
         return self.end_byte - self.start_byte
 
     @property
-    def path(self) -> tuple[str, str, str, str]:
-        """Where the instance lands under the chosen folder (or in a study zip)."""
-        return (self.study_uid, self.series_uid, "instances", f"{self.sop_uid}.dcm")
+    def path(self) -> tuple[str, ...]:
+        """Where the instance lands under the chosen folder: the layout's place
+        for it, or the original's `<study>/<series>/instances/<sop>.dcm`."""
+        return self.place or (self.study_uid, self.series_uid, "instances", f"{self.sop_uid}.dcm")
 
     @property
     def file_name(self) -> str:

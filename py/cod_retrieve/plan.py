@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Collection
 
 from .bucket import Bucket
 from .errors import CodError, HttpError, MetadataError
 from .http import Client
+from .layout import Layout, parse_layout, place, series_json
 from .metadata import MAX_METADATA_BYTES, Instance, SeriesMetadata, parse_series_metadata
 from .uids import check_uid, is_uid
 
@@ -69,6 +70,7 @@ class Plan:
     series: list[SeriesPlan]
     warnings: list[str] = field(default_factory=list)
     errors: list[CodError] = field(default_factory=list)   # whole studies that could not be listed
+    layout: Layout = field(default_factory=parse_layout)    # where each instance lands
 
     def study_details(self) -> list[dict[str, Any]]:
         """One entry per study asked for, in order: its UID, the patient and
@@ -136,14 +138,16 @@ SavedCheck = Callable[[SeriesPlan], Awaitable[None]]
 
 async def make_plan(client: Client, bucket: Bucket, study_uids: list[str],
                     mark_saved: SavedCheck | None = None, concurrency: int = 6,
-                    series: Collection[str] | None = None) -> Plan:
-    """List every study, read every series' metadata, mark what is saved.
+                    series: Collection[str] | None = None, layout: Layout | None = None,
+                    recorded: dict[str, tuple[str, ...]] | None = None) -> Plan:
+    """List every study, read every series' metadata, place every instance in
+    the layout (keeping the paths log.json `recorded`), mark what is saved.
 
     `series` narrows the plan to those series UIDs (a basket, a manifest);
     None means every series of every study. A selected series found in none
     of the studies is a warning, not an error: the rest still downloads."""
     uids = list(dict.fromkeys(u.strip() for u in study_uids if u and u.strip()))
-    plan = Plan(uids, [])
+    plan = Plan(uids, [], layout=layout or parse_layout())
     for uid in uids:
         check_uid(uid, "study UID")
     wanted = None if series is None else {check_uid(s.strip(), "series UID") for s in series if s and s.strip()}
@@ -156,8 +160,6 @@ async def make_plan(client: Client, bucket: Bucket, study_uids: list[str],
             try:
                 raw = await client.get_bytes(url, f"metadata of series {series} (study {study})", MAX_METADATA_BYTES)
                 sp.metadata = parse_series_metadata(raw, study, series, f"metadata.json of series {series} (study {study})")
-                if mark_saved is not None:
-                    await mark_saved(sp)
             except HttpError as e:
                 if e.status == 404:
                     sp.error = MetadataError(f"series {series} of study {study} has no metadata.json "
@@ -190,7 +192,24 @@ async def make_plan(client: Client, bucket: Bucket, study_uids: list[str],
         listed = {sp.series_uid for sp in plan.series}
         plan.warnings.extend(f"series {s} is in none of the studies {', '.join(uids)}: skipped"
                              for s in sorted(wanted - listed))
+    place_instances(plan, recorded)
+    if mark_saved is not None:
+        async def mark(sp: SeriesPlan) -> None:
+            async with sem:
+                await mark_saved(sp)
+        await asyncio.gather(*(mark(sp) for sp in plan.series if sp.metadata is not None))
     return plan
+
+
+def place_instances(plan: Plan, recorded: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Give every instance its path in the plan's layout (the classic layout
+    needs no placing: its paths are the UIDs)."""
+    if plan.layout.name == "classic":
+        return
+    usable = [sp for sp in plan.series if sp.metadata is not None]
+    paths = place(plan.layout, ((sp.instances, series_json(sp.instances)) for sp in usable), recorded)
+    for sp in usable:
+        sp.metadata.instances = [replace(i, place=paths[i.log_key]) for i in sp.instances]
 
 
 async def list_series(client: Client, bucket: Bucket, study: str, warnings: list[str],

@@ -6,9 +6,11 @@ from typing import Protocol
 
 from .folder import FileWriter, Folder, free_space, space_label
 from .journal import Journal
+from .layout import Layout, parse_layout
 from .metadata import Instance
 from .plan import SeriesPlan
 from ._compat import new_crc32c
+from .sidecars import sidecar_files
 from .space import folder_bytes_needed
 
 
@@ -26,19 +28,24 @@ class Sink(Protocol):
 
 
 class FolderSink:
-    """`<root>/<study>/<series>/instances/<sop>.dcm` plus `<root>/log.json`."""
+    """Each instance at its layout's path (classic: `<root>/<study>/<series>/
+    instances/<sop>.dcm`) plus `<root>/log.json`; at the end the DICOMDIR of
+    a media layout and, when asked, the manifest."""
 
-    def __init__(self, folder: Folder, journal: Journal) -> None:
+    def __init__(self, folder: Folder, journal: Journal, layout: Layout | None = None,
+                 manifest: bool = False) -> None:
         self.folder = folder
         self.journal = journal
+        self.layout = layout or parse_layout()
+        self.manifest = manifest
+        self.plans: list[SeriesPlan] = []
 
     async def prepare(self, plans: list[SeriesPlan]) -> None:
         """Remove what a killed writer left: hidden `.part` files in the
         folders of series still to fetch (a process killed mid-write)."""
-        for sp in plans:
-            if sp.metadata is None or sp.complete:
-                continue
-            where = (sp.study_uid, sp.series_uid, "instances")
+        self.plans = plans
+        for where in folders_of(i for sp in plans if sp.metadata is not None and not sp.complete
+                                for i in sp.missing):
             for name in await self.folder.list(where):
                 if is_leftover(name):
                     await self.folder.remove((*where, name))
@@ -50,7 +57,7 @@ class FolderSink:
         return await self.folder.create(instance.path)
 
     async def saved(self, instance: Instance) -> None:
-        self.journal.add(instance.log_key)
+        self.journal.add(instance.log_key, instance.place)
         await self.journal.flush_if_due()
 
     async def series_done(self, plan: SeriesPlan, ok: bool) -> None:
@@ -58,6 +65,8 @@ class FolderSink:
 
     async def close(self, ok: bool) -> None:
         await self.journal.flush()
+        for name, data in sidecar_files(self.plans, self.layout, self.manifest):
+            await self.folder.write_atomic((name,), data)
 
     def describe(self, instance: Instance) -> str:
         return "/".join(instance.path)
@@ -78,15 +87,29 @@ def is_leftover(name: str) -> bool:
     return name.startswith(".") and name.endswith(".part")
 
 
+def folders_of(instances) -> list[tuple[str, ...]]:
+    """The folders instances land in, each once, in order."""
+    return list(dict.fromkeys(i.path[:-1] for i in instances))
+
+
+async def sizes_of(folder: Folder, instances) -> dict[tuple[str, ...], int]:
+    """path parts -> size of every file in the folders of `instances`, one
+    listing per folder."""
+    out: dict[tuple[str, ...], int] = {}
+    for where in folders_of(instances):
+        out.update({(*where, name): size for name, size in (await folder.sizes(where)).items()})
+    return out
+
+
 async def mark_saved_in_folder(folder: Folder, journal: Journal, plan: SeriesPlan) -> None:
     """Mark instances already in place. A logged file counts when its size is
     right (a file truncated by another tool does not); a file present but not
     logged (saved just before a crash) counts when its size and CRC32C are."""
     if plan.metadata is None:
         return
-    sizes = await folder.sizes((plan.study_uid, plan.series_uid, "instances"))
+    sizes = await sizes_of(folder, plan.instances)
     for inst in plan.instances:
-        if sizes.get(inst.path[-1]) != inst.size:
+        if sizes.get(tuple(inst.path)) != inst.size:
             continue
         if inst.log_key in journal:
             plan.saved.add(inst.sop_uid)
@@ -96,7 +119,7 @@ async def mark_saved_in_folder(folder: Folder, journal: Journal, plan: SeriesPla
             crc.update(chunk)
         if crc.value == inst.crc32c:
             plan.saved.add(inst.sop_uid)
-            journal.add(inst.log_key)      # written by the job that follows, never by planning
+            journal.add(inst.log_key, inst.place)   # written by the job that follows, never by planning
 
 
-__all__ = ["Sink", "FolderSink", "mark_saved_in_folder"]
+__all__ = ["Sink", "FolderSink", "mark_saved_in_folder", "folders_of", "sizes_of"]

@@ -41,8 +41,10 @@ from typing import Any
 from . import _compat
 from .errors import CodError
 from .folder import FileWriter, Folder, free_space, space_label
+from .layout import Layout, parse_layout
 from .metadata import Instance
 from .plan import SeriesPlan
+from .sidecars import sidecar_files
 from .space import zip_bytes_needed
 from .zipstream import ZipStream
 
@@ -184,6 +186,7 @@ class _Study:
         self.expected = 0           # series to wait for
         self.done = 0
         self.missing: list[tuple[str, str]] = []     # (series UID, why)
+        self.plans: list[SeriesPlan] = []             # its series, for the DICOMDIR and the manifest
         self.lock = asyncio.Lock()
         self.stream: ZipStream | None = None
         self.writer: FileWriter | None = None
@@ -235,8 +238,11 @@ class ZipSink:
     """Sink for `download(uids, zip_output=True)`."""
 
     def __init__(self, folder: Folder, job_id: str | None = None,
-                 downloads_dir: str | os.PathLike | None = None) -> None:
+                 downloads_dir: str | os.PathLike | None = None, layout: Layout | None = None,
+                 manifest: bool = False) -> None:
         self.folder = folder
+        self.layout = layout or parse_layout()
+        self.manifest = manifest
         self.job_id = job_id or _new_job_id()
         self.downloads_dir = downloads_dir
         self.studies: dict[str, _Study] = {}
@@ -245,7 +251,7 @@ class ZipSink:
         self._handoff: asyncio.Future | None = None
 
     @classmethod
-    async def create(cls, cod: Any = None) -> "ZipSink":
+    async def create(cls, cod: Any = None, layout: Layout | None = None, manifest: bool = False) -> "ZipSink":
         """The sink for a CodDownload: spool in `cod.spool_folder` (default the
         origin-private folder), zips to `cod.downloads_dir` (CPython; default a
         temp directory). Removes stale spool files of earlier jobs."""
@@ -258,7 +264,7 @@ class ZipSink:
                     f"origin-private file system), so zips are built in memory, at most "
                     f"{MEMORY_LIMIT / 1e9:.1f} GB per download; these studies need {need / 1e9:.1f} GB. "
                     f"Download fewer studies at a time, or use Chrome, Edge or Firefox.")
-        sink = cls(folder, downloads_dir=getattr(cod, "downloads_dir", None))
+        sink = cls(folder, downloads_dir=getattr(cod, "downloads_dir", None), layout=layout, manifest=manifest)
         _LIVE[sink.job_id] = math.inf
         await sink.remove_stale()
         if cod is not None:
@@ -286,6 +292,7 @@ class ZipSink:
     async def prepare(self, plans: list[SeriesPlan]) -> None:
         for sp in plans:
             st = self.studies.setdefault(sp.study_uid, _Study(sp.study_uid))
+            st.plans.append(sp)
             if sp.metadata is None:
                 st.missing.append((sp.series_uid, f"not downloaded: {sp.error or 'no metadata'}"))
             elif sp.missing:
@@ -358,9 +365,10 @@ class ZipSink:
         return f"{space_label(self.folder)}, where the zips are built,"
 
     # -- inside ----------------------------------------------------------
-    @staticmethod
-    def entry_name(instance: Instance) -> str:
-        return "/".join(instance.path[1:])
+    def entry_name(self, instance: Instance) -> str:
+        """The instance's path in the layout; the classic layout leaves out the
+        study folder (the zip is the study's), as the original did."""
+        return "/".join(instance.path[self.layout.zip_strip:])
 
     def spool_parts(self, study_uid: str) -> tuple[str, str]:
         return (SPOOL_DIR, f"{self.job_id}-{study_uid}.zip")
@@ -417,6 +425,8 @@ class ZipSink:
                     return
                 if st.missing:
                     await self._emit(st, st.stream.add(MISSING_NAME, self._missing_text(st)))
+                for name, data in self._sidecars(st):
+                    await self._emit(st, st.stream.add(name, data))
                 await self._emit(st, st.stream.close())
                 await self._flush(st)
                 size = st.stream.position
@@ -432,6 +442,16 @@ class ZipSink:
             self.problems.append((st.uid, f"study {st.uid}: the zip lacks {len(st.missing)} series "
                                           f"({', '.join(s for s, _ in st.missing)}); see {MISSING_NAME} in it"))
         self._handoff = asyncio.ensure_future(self._hand_over(st, info, self._handoff))
+
+    def _sidecars(self, st: _Study) -> list[tuple[str, bytes]]:
+        """The study's DICOMDIR (media layout) and manifest; one that cannot be
+        made is a problem reported at the end, not a reason to lose the zip."""
+        try:
+            return sidecar_files(st.plans, self.layout, self.manifest,
+                                 lambda parts: "/".join(parts[self.layout.zip_strip:]))
+        except CodError as e:
+            self.problems.append((st.uid, f"study {st.uid}: {e}"))
+            return []
 
     def _missing_text(self, st: _Study) -> bytes:
         lines = [f"This zip of study {st.uid} is incomplete.",

@@ -241,6 +241,7 @@ class LocalFolder:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.name = self.root.name
+        self.path_length = len(str(self.root))    # for the warning on Windows' 260-character paths
 
     def _path(self, parts: Sequence[str]) -> Path:
         for p in parts:
