@@ -45,6 +45,14 @@ function fillFromQuery() {
     history.replaceState(null, "", clean);
   }
   if (params.get("api")) $("api").value = params.get("api");
+  const layout = params.get("layout");
+  if (layout) {
+    const known = ["classic", "descriptive", "media"].includes(layout);
+    $("layout").value = known ? layout : "template";
+    if (!known) $("template").value = layout;
+  }
+  $("template-label").hidden = $("layout").value !== "template";
+  if (/^(1|true|yes)$/i.test(params.get("manifest") ?? "")) $("write-manifest").checked = true;
   if (params.get("bucket")) $("bucket").value = params.get("bucket");
   if (params.get("prefix")) $("prefix").value = params.get("prefix");
   if (params.get("url")) $("bucket-url").value = params.get("url");
@@ -222,13 +230,21 @@ function showTotals(zip = false) {
     (saved && !zip ? `; ${fmtBytes(saved)} already saved, ${fmtBytes(size - saved)} to download.` : ".");
 }
 
+// The layout and manifest chosen on the page, as download()'s options.
+function naming() {
+  const choice = $("layout").value;
+  const layout = choice === "template" ? $("template").value.trim() : choice;
+  if (!layout) throw new Error("Enter a template, for example %PatientID/%StudyInstanceUID/%SeriesInstanceUID.");
+  return { layout, manifest: $("write-manifest").checked };
+}
+
 async function check(zip = false) {
   clearErrors();
   cod.initBucket(bucketDetails());
   const uids = studyUIDs();
   if (!uids.length) throw new Error("Enter at least one Study UID.");
   $("summary").textContent = "Checking the bucket…";
-  const stats = await cod.getStats(uids);
+  const stats = await cod.getStats(uids, { layout: naming().layout });   // what is saved, in this layout
   lastStats = stats;
   renderSeries(stats);
   showTotals(zip);
@@ -279,7 +295,7 @@ async function run(zip) {
     await check(zip);
     const picked = selectedSeries();
     if (picked && picked.length === 0) throw new Error("No series is selected: tick at least one.");
-    job = await cod.download(studyUIDs(), zip, picked ? { series: picked } : {});
+    job = await cod.download(studyUIDs(), zip, { ...(picked ? { series: picked } : {}), ...naming() });
     job.onProgress((p) => {
       $("overall").value = p.jobBytesTotal ? p.jobBytesDone / p.jobBytesTotal : 1;
       $("overall-text").textContent = p.jobSummary;      // rate and time left from the job's view
@@ -335,6 +351,10 @@ async function main() {
   }
   $("runtime-status").textContent = "Ready.";
 
+  $("layout").addEventListener("change", () => {
+    $("template-label").hidden = $("layout").value !== "template";
+    if (!$("template-label").hidden) $("template").focus();
+  });
   $("source").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try { await check(); } catch (e) { showError(e.message ?? String(e)); $("summary").textContent = ""; }

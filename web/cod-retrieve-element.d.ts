@@ -29,6 +29,10 @@ export declare class CodRetrieveDownload extends HTMLElement {
    *  empty: whole studies. */
   series: string;
   readonly seriesUIDs: string[];
+  /** Where files land (attribute `layout`): "classic" (default), "descriptive", "media" or a %Keyword template. */
+  layout: string;
+  /** Write cod-manifest.csv after the job (attribute `manifest`). */
+  manifest: boolean;
   /** Default mode of start(); when the attribute is present only zip is offered. */
   zip: boolean;
   concurrency: number | undefined;

@@ -103,7 +103,7 @@ function el(tag, props = {}, ...children) {
 }
 
 export class CodRetrieveDownload extends HTMLElement {
-  static observedAttributes = ["api", "bucket", "prefix", "studies", "series", "zip", "concurrency"];
+  static observedAttributes = ["api", "bucket", "prefix", "studies", "series", "zip", "concurrency", "layout", "manifest"];
 
   constructor() {
     super();
@@ -164,6 +164,11 @@ export class CodRetrieveDownload extends HTMLElement {
   get series() { return this.getAttribute("series") || ""; }
   set series(v) { this.setAttribute("series", Array.isArray(v) ? v.join(" ") : (v ?? "")); }
   get seriesUIDs() { return splitUIDs(this.series); }
+  // Where files land: "classic" (default), "descriptive", "media" or a %Keyword template.
+  get layout() { return this.getAttribute("layout") || ""; }
+  set layout(v) { this.setAttribute("layout", v ?? ""); }
+  get manifest() { return this.hasAttribute("manifest") && this.getAttribute("manifest") !== "false"; }
+  set manifest(v) { this.toggleAttribute("manifest", Boolean(v)); }
   get zip() { return this.hasAttribute("zip") && this.getAttribute("zip") !== "false"; }
   set zip(v) { this.toggleAttribute("zip", Boolean(v)); }
   get concurrency() { return Number(this.getAttribute("concurrency")) || undefined; }
@@ -219,11 +224,12 @@ export class CodRetrieveDownload extends HTMLElement {
       cod.initBucket({ bucket: this.bucket, bucketPrefix: this.prefix || null, token: this.token });
       this._text.textContent = "Checking the bucket…";
       const selection = this.seriesUIDs.length ? { series: this.seriesUIDs } : {};
+      if (this.layout) selection.layout = this.layout;
       const stats = await cod.getStats(uids, selection);
       this._renderSeries(stats);
       for (const w of stats.warnings) this._showError(w);
       this.dispatchEvent(new CustomEvent("stats", { detail: stats, bubbles: true, composed: true }));
-      const job = await cod.download(uids, zip, selection);
+      const job = await cod.download(uids, zip, { ...selection, manifest: this.manifest });
       this._job = job;
       this._wire(job, zip);
       const result = await job.start();

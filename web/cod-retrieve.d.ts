@@ -41,6 +41,10 @@ export interface CreateCodDownloadOptions {
   /** Where zip mode builds each zip. Default: the first that works of an OPFS spool, a
    *  service-worker stream into the download, memory (at most 1 GB per job). */
   zipSpool?: "opfs" | "service-worker" | "memory";
+  /** Where files land (default "classic"); see {@link Layout}. Checked at creation: a bad template rejects. */
+  layout?: Layout;
+  /** Write `cod-manifest.csv` after each job, beside the files and in each zip. Default false. */
+  manifest?: boolean;
   /** Run Python and the jobs in a dedicated Worker (callbacks still fire on the main thread). Default true
    *  where the browser has module workers; false runs them on the page's thread. */
   worker?: boolean;
@@ -93,7 +97,7 @@ export interface DownloadStats {
   warnings: string[];
 }
 
-/** What verifyFolder found: paths are `<study>/<series>/instances/<sop>.dcm`. */
+/** What verifyFolder found: paths relative to the folder, in the layout it was written in. */
 export interface FolderReport {
   /** Files whose size and CRC32C match the metadata. */
   ok: number;
@@ -107,9 +111,30 @@ export interface FolderReport {
   clean: boolean;
 }
 
+/**
+ * Where each instance lands:
+ * - "classic": `<study>/<series>/instances/<sop>.dcm`, the original's (a study zip leaves out `<study>/`);
+ * - "descriptive": `<PatientID> <PatientName>/<StudyDate> <StudyDescription>/<SeriesNumber> <Modality> <SeriesDescription>/<InstanceNumber>.dcm`;
+ * - "media": a DICOM PS3.10 file set, `PT000000/ST000000/SE000000/IM000000` and a `DICOMDIR` at the root
+ *   (in zip mode, in each study's zip);
+ * - a template of `%Keyword` fields (any DICOM keyword), e.g. `%PatientID/%StudyInstanceUID/%Modality_%SeriesInstanceUID`;
+ *   files are `<SOPInstanceUID>.dcm` unless the last part names an instance (`%InstanceNumber.dcm`).
+ * Names are made safe for Windows, macOS and Linux; two that would clash get " (2)", " (3)", ...
+ * A folder keeps the layout it was first written in (log.json records it).
+ */
+export type Layout = "classic" | "descriptive" | "media" | (string & {});
+
 /** What to take of the studies: `series` narrows them to these SeriesInstanceUIDs. */
 export interface SelectionOptions {
   series?: string[];
+  /** This call's layout; default the one given to createCodDownload. Ignored by verifyFolder (the folder's own). */
+  layout?: Layout;
+}
+
+/** download()'s options: the selection, the layout, and whether to write the manifest. */
+export interface DownloadOptions extends SelectionOptions {
+  /** Write `cod-manifest.csv` (path, size, CRC32C and UIDs per instance; status and error per series). */
+  manifest?: boolean;
 }
 
 // ------------------------------------------------------------------ job payloads
@@ -297,7 +322,7 @@ export declare class CodDownload {
   /** A Job, not started. Rejects, before anything is fetched, with an Error whose `name` and
    *  `kind` are "StorageFullError" when the job cannot fit where it writes (an origin-private
    *  folder or the zip spool, by `navigator.storage.estimate()`). */
-  download(studyInstanceUIDs: string[], zipOutput?: boolean, options?: SelectionOptions): Promise<Job>;
+  download(studyInstanceUIDs: string[], zipOutput?: boolean, options?: DownloadOptions): Promise<Job>;
   /** Checks the chosen folder against the bucket without downloading (size and CRC32C of every
    *  file). Missing and changed instances are taken out of log.json: the next download fetches them. */
   verifyFolder(studyInstanceUIDs: string[], options?: SelectionOptions): Promise<FolderReport>;

@@ -321,7 +321,11 @@ export class Job {
 
 // What crosses to Python of a call's options: plain data only.
 function selection(options) {
-  return options?.series ? { series: [...options.series].map(String) } : null;
+  const out = {};
+  if (options?.series) out.series = [...options.series].map(String);
+  if (options?.layout) out.layout = String(options.layout);
+  if (options?.manifest !== undefined) out.manifest = !!options.manifest;
+  return Object.keys(out).length ? out : null;
 }
 
 export class CodDownload {
@@ -386,7 +390,10 @@ export class CodDownload {
   }
 
   // options.series: only these SeriesInstanceUIDs of the studies (a basket);
-  // unset: whole studies, as in the original.
+  // unset: whole studies, as in the original. options.layout: where files land
+  // ("classic", "descriptive", "media" or a %Keyword template; default the one
+  // given to createCodDownload). options.manifest (download only): write
+  // cod-manifest.csv beside the files and in each zip.
   async getStats(studyUIDs, options = {}) {
     await this._bucket;
     return this._rt.call("getStats", [this._id, [...studyUIDs], selection(options)]);

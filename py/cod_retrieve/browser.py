@@ -41,6 +41,16 @@ def _series(options) -> list[str] | None:
     return None if series is None else [str(s) for s in series]
 
 
+def _layout(options) -> str | None:
+    """`{layout}` from JS; None: the one given at creation."""
+    return (_py(options) or {}).get("layout") or None
+
+
+def _manifest(options) -> bool | None:
+    value = (_py(options) or {}).get("manifest")
+    return None if value is None else bool(value)
+
+
 class BrowserJob:
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -83,7 +93,8 @@ class BrowserCodDownload:
         self.cd = CodDownload(options.get("apiBase") or "https://storage.googleapis.com",
                               int(options.get("concurrency") or 3),
                               token_provider=(lambda: get_token()) if get_token else None,
-                              retry=retry, **job_options)
+                              retry=retry, layout=options.get("layout") or None,
+                              manifest=bool(options.get("manifest")), **job_options)
         # Where zips are built: "opfs" | "service-worker" | "memory"; unset: the best available.
         self.cd.zip_spool = options.get("zipSpool") or None
 
@@ -94,13 +105,14 @@ class BrowserCodDownload:
         self.cd.init_bucket(_py(details))
 
     async def get_stats(self, uids, options=None):
-        return _js(await self.cd.get_stats(list(_py(uids)), series=_series(options)))
+        return _js(await self.cd.get_stats(list(_py(uids)), series=_series(options), layout=_layout(options)))
 
     async def verify_folder(self, uids, options=None):
         return _js((await self.cd.verify_folder(list(_py(uids)), series=_series(options))).to_dict())
 
     async def download(self, uids, zip_output: bool = False, options=None) -> BrowserJob:
-        return BrowserJob(await self.cd.download(list(_py(uids)), bool(zip_output), series=_series(options)))
+        return BrowserJob(await self.cd.download(list(_py(uids)), bool(zip_output), series=_series(options),
+                                                 layout=_layout(options), manifest=_manifest(options)))
 
 
 def read_manifest_text(text: str, name: str = "manifest"):

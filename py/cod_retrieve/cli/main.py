@@ -21,6 +21,7 @@ from ..bucket import DEFAULT_API
 from ..download import CodDownload
 from ..errors import BucketError, CodError, StorageFullError, UidError
 from ..job import EVENTS, Job
+from ..journal import Journal
 from ..manifest import ManifestError
 from ..progress import format_bytes, format_seconds
 from .output import JsonOutput, Output, choose_output
@@ -81,12 +82,20 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("download", parents=[common], help="download studies into a folder, or as zips")
     d.add_argument("--out", type=Path, required=True, help="folder to download into (resumed when run again)")
     d.add_argument("--zip", action="store_true", help="one <StudyUID>.zip per study in --out instead of files")
-    d.add_argument("--layout", choices=["classic"], default="classic",
-                   help="classic: <study>/<series>/instances/<sop>.dcm (the original's)")
+    d.add_argument("--layout", default="classic", metavar="LAYOUT",
+                   help="classic: <study>/<series>/instances/<sop>.dcm (the original's, default); descriptive: "
+                        "<PatientID> <PatientName>/<StudyDate> <StudyDescription>/<SeriesNumber> <Modality> "
+                        "<SeriesDescription>/<InstanceNumber>.dcm; media: a DICOM file set with a DICOMDIR; "
+                        "or a template of %%Keyword fields such as %%PatientID/%%StudyInstanceUID/%%SeriesInstanceUID. "
+                        "A folder keeps the layout it was first written in")
+    d.add_argument("--write-manifest", action="store_true",
+                   help="write cod-manifest.csv (path, size, CRC32C and UIDs per instance; status per series) "
+                        "beside the files, or in each zip")
     d.add_argument("--concurrency", type=int, default=4, help="series downloaded at once (default 4)")
 
     s = sub.add_parser("stats", parents=[common], help="what a download would fetch (and what --out holds)")
     s.add_argument("--out", type=Path, help="folder to compare with (optional)")
+    s.add_argument("--layout", default=None, metavar="LAYOUT", help="as for download (default: the folder's, else classic)")
 
     v = sub.add_parser("verify", parents=[common], help="check a folder against the bucket without downloading")
     v.add_argument("--out", type=Path, required=True, help="folder to check")
@@ -142,7 +151,8 @@ async def download(args: argparse.Namespace, out: Output) -> Exit:
         cod.downloads_dir = args.out
     else:
         await cod.init_directory(str(args.out))
-    job = await cod.download(sel.studies, args.zip, series=sel.series)
+    job = await cod.download(sel.studies, args.zip, series=sel.series, layout=args.layout,
+                             manifest=args.write_manifest)
     plan = job.plan
     for w in plan.warnings:
         out.message(f"warning: {w}")
@@ -178,9 +188,14 @@ def _remove_empty(folder: Path) -> None:
 async def stats(args: argparse.Namespace, out: Output) -> Exit:
     sel = read_selection(args.studies, args.manifest)
     cod = make_cod(args)
+    layout = args.layout
     if args.out is not None:
         await cod.init_directory(str(args.out))
-    plan = await cod.plan(sel.studies, series=sel.series)
+        if layout is None:            # compare with the folder as it was written
+            journal = Journal(cod.folder)
+            await journal.load()
+            layout = journal.layout
+    plan = await cod.plan(sel.studies, series=sel.series, layout=layout)
     st = plan.stats()
     if isinstance(out, JsonOutput):
         out.emit("stats", st)
