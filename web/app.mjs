@@ -177,11 +177,44 @@ async function loadManifest(file) {
   }
 }
 
+// Series thumbnails, fetched lazily: when a row scrolls into view, in the
+// background, once per series (the table is drawn again after each check);
+// a thumbnail that cannot be had leaves the row as it is.
+const thumbnailBlobs = new Map();      // study/series -> Promise<{url, type} | null>
+const thumbnails = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    if (!entry.isIntersecting) continue;
+    const td = entry.target;
+    thumbnails.unobserve(td);
+    const tr = td.closest("tr");
+    const [study, seriesUID] = [tr.dataset.study, tr.dataset.series];
+    const label = td.textContent;
+    const key = `${study}/${seriesUID}`;
+    if (!thumbnailBlobs.has(key)) {
+      thumbnailBlobs.set(key, cod.thumbnail(study, seriesUID)
+        .then((blob) => blob && { url: URL.createObjectURL(blob), type: blob.type }));
+    }
+    thumbnailBlobs.get(key).then((thumb) => {
+      if (!thumb || !td.isConnected) return;
+      const video = thumb.type.startsWith("video/");
+      const media = document.createElement(video ? "video" : "img");
+      media.className = "thumbnail";
+      media.src = thumb.url;
+      if (video) Object.assign(media, { muted: true, loop: true, playsInline: true, preload: "metadata" });
+      if (video) media.setAttribute("aria-label", `Preview of series ${label}`);
+      else media.alt = `Preview of series ${label}`;
+      td.prepend(media);
+      td.dataset.thumbnailShown = thumb.type;
+    }).catch(() => { thumbnailBlobs.delete(key); td.dataset.thumbnailShown = "none"; });
+  }
+}, { rootMargin: "200px" });
+
 function seriesRow(body, s) {
   const key = `${s.studyUID}/${s.seriesUID}`;
   if (wantedSeries && !wantedSeries.has(s.seriesUID)) leftOut.add(key);
   const tr = document.createElement("tr");
   tr.dataset.series = s.seriesUID;
+  tr.dataset.study = s.studyUID;
   const label = [s.seriesNumber && `#${s.seriesNumber}`, s.modality, s.description].filter(Boolean).join(" ");
   const pick = document.createElement("input");
   pick.type = "checkbox";
@@ -197,7 +230,12 @@ function seriesRow(body, s) {
   const tdBar = cell("td", "bar");
   tdBar.append(bar);
   const tdStatus = cell("td", `status status-${s.status}`, s.status);
-  tr.append(tdPick, cell("td", "uid", s.seriesUID), cell("td", "desc", label || s.seriesUID),
+  const tdDesc = cell("td", "desc", label || s.seriesUID);
+  if (s.thumbnail) {
+    tdDesc.dataset.thumbnail = s.thumbnail;
+    thumbnails.observe(tdDesc);          // fetched when the row comes into view, never waited for
+  }
+  tr.append(tdPick, cell("td", "uid", s.seriesUID), tdDesc,
             cell("td", "count", String(s.instances)), cell("td", "size", fmtBytes(s.sizeBytes)), tdBar, tdStatus);
   body.append(tr);
   const row = { key, tr, bar, status: tdStatus, done: s.savedSizeBytes, pick };

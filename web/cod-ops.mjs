@@ -59,6 +59,7 @@ function rawOps({ loadPython, emit, askHost }) {
     initBucket(cod, details) { return objects.get(cod).init_bucket(details); },
     getStats(cod, uids, options) { return objects.get(cod).get_stats(uids, options ?? null); },
 
+    thumbnail(cod, study, series) { return objects.get(cod).thumbnail(study, series); },
     verifyFolder(cod, uids, options) { return objects.get(cod).verify_folder(uids, options ?? null); },
 
     async download(cod, uids, zip, options) {

@@ -74,6 +74,8 @@ export interface SeriesDetails {
   modality: Maybe<string>;
   description: Maybe<string>;
   seriesNumber: Maybe<number | string>;
+  /** "thumbnail.jpg" or "thumbnail.mp4" where the COD writer stored one; fetch it with CodDownload.thumbnail(). */
+  thumbnail: Maybe<string>;
 }
 
 export interface DownloadStats {
@@ -326,6 +328,8 @@ export declare class CodDownload {
   /** Checks the chosen folder against the bucket without downloading (size and CRC32C of every
    *  file). Missing and changed instances are taken out of log.json: the next download fetches them. */
   verifyFolder(studyInstanceUIDs: string[], options?: SelectionOptions): Promise<FolderReport>;
+  /** The series thumbnail (image/jpeg or video/mp4) after getStats() named one, else null. Fetched only when called. */
+  thumbnail(studyInstanceUID: string, seriesInstanceUID: string): Promise<Blob | null>;
   /** A shared selection read from a file's text (CSV with StudyInstanceUID and optionally
    *  SeriesInstanceUID columns, or one study UID per line); rejects naming the bad line. */
   readManifest(text: string, name?: string): Promise<{ studies: string[]; series: Maybe<string[]> }>;

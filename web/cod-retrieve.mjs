@@ -399,6 +399,15 @@ export class CodDownload {
     return this._rt.call("getStats", [this._id, [...studyUIDs], selection(options)]);
   }
 
+  // The series thumbnail the COD writer stored (thumbnail.jpg or .mp4), as a
+  // Blob, or null where the series has none. Asks the bucket only when called
+  // (after getStats, which says which series have one: seriesDetails[].thumbnail).
+  async thumbnail(studyUID, seriesUID) {
+    await this._bucket;
+    const found = await this._rt.call("thumbnail", [this._id, String(studyUID), String(seriesUID)]);
+    return found ? new Blob([found.bytes], { type: found.type }) : null;
+  }
+
   // A shared selection read from a file's text: {studies, series} (series
   // undefined for whole studies). CSV with StudyInstanceUID (and optionally
   // SeriesInstanceUID) columns, or one study UID per line; a bad line is named.

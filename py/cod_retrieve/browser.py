@@ -107,6 +107,16 @@ class BrowserCodDownload:
     async def get_stats(self, uids, options=None):
         return _js(await self.cd.get_stats(list(_py(uids)), series=_series(options), layout=_layout(options)))
 
+    async def thumbnail(self, study, series):
+        """`{type, bytes}` of the series thumbnail, or None where there is none."""
+        found = await self.cd.thumbnail(str(study), str(series))
+        if found is None:
+            return None
+        data, media_type = found
+        out = _js({"type": media_type})
+        out.bytes = to_u8(data)
+        return out
+
     async def verify_folder(self, uids, options=None):
         return _js((await self.cd.verify_folder(list(_py(uids)), series=_series(options))).to_dict())
 

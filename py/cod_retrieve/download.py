@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 from typing import Any, Collection, Mapping
 
 from . import _compat
@@ -16,6 +17,9 @@ from .layout import Layout, parse_layout, too_long
 from .plan import Plan, make_plan
 from .sinks import FolderSink, Sink, mark_saved_in_folder
 from .space import not_enough_space, shortfall
+
+
+MAX_THUMBNAIL_BYTES = 16 * 1024 * 1024
 
 
 class CodDownload:
@@ -112,6 +116,23 @@ class CodDownload:
                 journal.discard(key)
             await journal.flush()
         return report
+
+    async def thumbnail(self, study_uid: str, series_uid: str) -> tuple[bytes, str] | None:
+        """The series thumbnail (bytes and media type) where the last plan's
+        metadata names one, else None. Fetched only when asked: the view shows
+        it when its row is on screen and never waits for it."""
+        plan = self.last_plan
+        sp = next((s for s in plan.series if s.study_uid == study_uid and s.series_uid == series_uid), None) \
+            if plan else None
+        name = sp.metadata.thumbnail if sp and sp.metadata else None
+        if name is None or self.bucket is None:
+            return None
+        url = self.bucket.object_url(self.bucket.series_folder(study_uid, series_uid) + name)
+        # Its own client on the same token: a paused or cancelled job does not hold it up.
+        auth = self.client.auth if self.client else Auth(self.bucket.token, self.token_provider)
+        client = Client(self.opener, auth, self.retry)
+        data = await client.get_bytes(url, f"thumbnail of series {series_uid}", MAX_THUMBNAIL_BYTES)
+        return data, mimetypes.guess_type(name)[0] or "application/octet-stream"
 
     async def get_stats(self, study_uids: list[str], series: Collection[str] | None = None,
                         layout: str | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -80,6 +81,7 @@ class SeriesMetadata:
     series_uid: str
     instances: list[Instance]            # ordered by position in the tar
     raw_size: int = 0
+    thumbnail: str | None = None         # "thumbnail.jpg" or ".mp4" in the series folder, where the writer made one
 
     @property
     def size(self) -> int:
@@ -175,7 +177,19 @@ def parse_series_metadata(raw: bytes, study_uid: str, series_uid: str,
         out.append(_parse_instance(entry, study_uid, series_uid, sop_uid, name))
     out.sort(key=lambda i: i.start_byte)
     _check_ranges(out, name)
-    return SeriesMetadata(study_uid, series_uid, out, len(body))
+    return SeriesMetadata(study_uid, series_uid, out, len(body), _thumbnail_name(doc.get("thumbnail")))
+
+
+_THUMBNAIL = re.compile(r"thumbnail\.(jpe?g|png|gif|webp|mp4|webm)")
+
+
+def _thumbnail_name(entry: Any) -> str | None:
+    """The series thumbnail's file name, taken from the metadata's `thumbnail.uri`
+    only when it is a plain thumbnail name: it is fetched from this series'
+    folder in this bucket, never from wherever the URI points."""
+    uri = entry.get("uri") if isinstance(entry, dict) else None
+    name = uri.rsplit("/", 1)[-1] if isinstance(uri, str) else ""
+    return name if _THUMBNAIL.fullmatch(name) else None
 
 
 def _parse_instance(entry: dict, study_uid: str, series_uid: str, sop_uid: str, name: str) -> Instance:

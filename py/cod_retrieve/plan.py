@@ -61,6 +61,7 @@ class SeriesPlan:
             "error": str(self.error) if self.error else None,
             "modality": attrs.get("Modality"), "description": attrs.get("SeriesDescription"),
             "seriesNumber": attrs.get("SeriesNumber"),
+            "thumbnail": self.metadata.thumbnail if self.metadata else None,
         }
 
 

@@ -250,3 +250,38 @@ def test_metadata_for_another_study_or_series():
 
 def test_crc_values_are_big_endian_base64():
     assert decode_crc32c("V7nNRA==") == 0x57B9CD44
+
+
+def test_thumbnail_name_only_from_a_plain_thumbnail_uri():
+    from cod_retrieve.metadata import _thumbnail_name
+    assert _thumbnail_name({"uri": "gs://b/p/studies/1/series/2/thumbnail.mp4"}) == "thumbnail.mp4"
+    assert _thumbnail_name({"uri": "gs://elsewhere/any/thumbnail.jpg"}) == "thumbnail.jpg"   # fetched from our folder
+    for bad in ({"uri": "gs://b/x/../../secret.json"}, {"uri": "gs://b/thumbnail.exe"}, {"uri": 3}, "thumbnail.jpg",
+                None, {"uri": "gs://b/thumbnail.jpg/"}):
+        assert _thumbnail_name(bad) is None, bad
+
+
+def test_thumbnails_fetched_from_the_series_folder(bucket_server, demo_studies):
+    """The writer's thumbnails: named in stats, and fetched byte-equal to the bucket's objects."""
+    import asyncio
+    from cod_retrieve import CodDownload
+
+    fx = demo_studies[1]
+    items, _ = bucket_server.list_objects(fx.bucket, fx.study_prefix)
+    stored = {it["name"].rsplit("/", 2)[-2]: it["name"] for it in items
+              if it["name"].rsplit("/", 1)[-1].startswith("thumbnail.")}
+    assert stored
+
+    async def go():
+        cd = CodDownload(api_base=bucket_server.url)
+        cd.init_bucket({"bucket": fx.bucket, "bucketPrefix": fx.datastore, "token": "t"})
+        stats = await cd.get_stats([fx.study_uid])
+        got = {d["seriesUID"]: (d["thumbnail"], await cd.thumbnail(fx.study_uid, d["seriesUID"]))
+               for d in stats["seriesDetails"]}
+        return got
+    got = asyncio.run(go())
+    for series, (name, found) in got.items():
+        assert name == stored[series].rsplit("/", 1)[-1]
+        data, media_type = found
+        assert data == bucket_server.download(fx.bucket, stored[series], accept_gzip=False)[0]
+        assert media_type == ("video/mp4" if name.endswith(".mp4") else "image/jpeg")

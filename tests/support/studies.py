@@ -40,7 +40,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Bump to invalidate every cached study (e.g. when the writer or the inputs change).
-CACHE_VERSION = "cod-testbed-1/cloud-optimized-dicom-2.2.0"
+CACHE_VERSION = "cod-testbed-2/cloud-optimized-dicom-2.2.0"   # 2: series thumbnails
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -153,6 +153,12 @@ def _run_writer(
                 mode="w",
             ) as cod:
                 result = cod.append([Instance(dicom_uri=str(p)) for p in files], compress=False)
+                # The writer's own series thumbnail (thumbnail.jpg for one frame, thumbnail.mp4 with
+                # ffmpeg for more), uploaded beside the tar when the object closes.
+                try:
+                    cod.get_thumbnail(generate_if_missing=True)
+                except Exception as e:  # noqa: BLE001 - optional: a series without one is normal
+                    log.warning("no thumbnail for series %s: %s", series_uid, e)
             log.debug("writer result for %s: %s", series_uid, result)
 
 
