@@ -152,3 +152,21 @@ def test_module_media_zip_dicomdir(page, site_url, bucket_server, demo_studies, 
     assert r.returncode == 0 and "No errors detected" in r.stdout, r.stdout + r.stderr
     subprocess.run(["/usr/bin/unzip", "-q", str(path), "-d", str(tmp_path / "unzipped")], check=True, timeout=120)
     _check_file_set(tmp_path / "unzipped", want)
+
+
+def test_module_template_layout_folder(page, site_url, bucket_server, demo_studies):
+    """A %Keyword template through the module: every file where the template puts it, byte-equal."""
+    fx = demo_studies[1]
+    want = expected_files(bucket_server.url, fx)
+    page.goto(f"{site_url}/index.html")
+    page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    out = page.evaluate(MODULE, {"api": bucket_server.url, "bucket": fx.bucket, "prefix": fx.datastore,
+                                 "study": fx.study_uid, "folder": "layout-template", "zip": False,
+                                 "layout": "%PatientID/%Modality_%SeriesNumber/%InstanceNumber_%SOPInstanceUID.dcm"})
+    assert out["errors"] == [] and out["failed"] == 0
+    files = {k: base64.b64decode(v) for k, v in page.evaluate(READ_BYTES, "layout-template").items()}
+    files.pop("log.json"), files.pop("cod-manifest.csv")
+    assert sorted(hashlib.sha256(d).hexdigest() for d in files.values()) == _by_hash(want)
+    for rel, data in files.items():
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        assert rel == f"{ds.PatientID}/{ds.Modality}_{ds.SeriesNumber}/{ds.InstanceNumber}_{ds.SOPInstanceUID}.dcm"
