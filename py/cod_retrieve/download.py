@@ -14,7 +14,8 @@ from .http import Auth, Client, Opener, RetryPolicy, TokenProvider
 from .job import Job
 from .journal import LOG_NAME, Journal
 from .layout import Layout, parse_layout, too_long
-from .plan import Plan, make_plan
+from .dicomweb import DicomwebServer, parse_dicomweb
+from .plan import Plan, make_dicomweb_plan, make_plan
 from .sinks import FolderSink, Sink, mark_saved_in_folder
 from .space import not_enough_space, shortfall
 
@@ -44,6 +45,7 @@ class CodDownload:
         self.manifest = manifest               # write cod-manifest.csv after each job
         self.folder: Folder | None = None
         self.bucket: Bucket | None = None
+        self.source: Bucket | DicomwebServer | None = None     # where bytes come from
         self.last_plan: Plan | None = None
         self.client: Client | None = None
         self._journal: Journal | None = None     # the folder's log.json, as the last plan read it
@@ -63,14 +65,27 @@ class CodDownload:
 
     def init_bucket(self, details: str | Mapping[str, Any] | Bucket) -> Bucket:
         self.bucket = details if isinstance(details, Bucket) else parse_bucket(details, self.api_base)
+        self.source = self.bucket
         self.last_plan = None
         self.client = None            # a token refreshed for another bucket does not carry over
         return self.bucket
 
+    def init_source(self, details: Any) -> Bucket | DicomwebServer:
+        """Where to download from, as `init_bucket` takes a bucket: an object
+        with `dicomweb` (a DICOMweb service root, and `token`) or the bucket
+        forms `init_bucket` takes."""
+        if isinstance(details, DicomwebServer) or (isinstance(details, Mapping) and details.get("dicomweb")):
+            self.source = details if isinstance(details, DicomwebServer) else parse_dicomweb(details)
+            self.bucket = None
+            self.last_plan = None
+            self.client = None
+            return self.source
+        return self.init_bucket(details)
+
     def _client(self) -> Client:
-        if self.bucket is None:
-            raise CodError("no bucket: call init_bucket() first")
-        auth = Auth(self.bucket.token, self.token_provider)
+        if self.source is None:
+            raise CodError("no bucket: call init_bucket() (or init_source()) first")
+        auth = Auth(self.source.token, self.token_provider)
         if self.client is not None:
             auth.token = self.client.auth.token or auth.token   # keep a refreshed token
         self.client = Client(self.opener, auth, self.retry)
@@ -92,12 +107,19 @@ class CodDownload:
 
         async def mark(sp) -> None:
             await mark_saved_in_folder(folder, journal, sp)
-        self.last_plan = await make_plan(client, self.bucket, list(study_uids),
-                                         mark if journal is not None else None, series=series,
-                                         layout=chosen, recorded=journal.paths if journal else None)
+        self.last_plan = await self._make_plan(client, list(study_uids), mark if journal is not None else None,
+                                               series=series, layout=chosen,
+                                               recorded=journal.paths if journal else None)
         if not zip_output and folder is not None and chosen.name != "classic":
             _warn_long_paths(self.last_plan, folder)
         return self.last_plan
+
+    async def _make_plan(self, client: Client, study_uids: list[str], mark, **kw) -> Plan:
+        """The plan from the chosen source: a COD bucket's listing and metadata,
+        or a DICOMweb server's QIDO-RS answers."""
+        if isinstance(self.source, DicomwebServer):
+            return await make_dicomweb_plan(client, self.source, study_uids, mark, **kw)
+        return await make_plan(client, self.bucket, study_uids, mark, **kw)
 
     async def verify_folder(self, study_uids: list[str], series: Collection[str] | None = None) -> FolderReport:
         """Check the chosen folder against the bucket's metadata, downloading
@@ -108,8 +130,8 @@ class CodDownload:
             raise CodError("no folder chosen: call init_directory() first")
         journal = Journal(self.folder, name=self.log_name)
         await journal.load()        # the folder's layout, and where each file went
-        plan = await make_plan(self._client(), self.bucket, list(study_uids), None, series=series,
-                               layout=parse_layout(journal.layout), recorded=journal.paths)
+        plan = await self._make_plan(self._client(), list(study_uids), None, series=series,
+                                     layout=parse_layout(journal.layout), recorded=journal.paths)
         report = await verify_folder(self.folder, plan)
         if report.not_whole:
             for key in report.not_whole:

@@ -13,7 +13,7 @@ from typing import Any
 from ._compat import new_crc32c
 from .folder import Folder
 from .plan import Plan
-from .sinks import sizes_of
+from .sinks import header_names, sizes_of
 
 
 @dataclass
@@ -50,6 +50,12 @@ async def verify_folder(folder: Folder, plan: Plan) -> FolderReport:
             if size is None:
                 report.missing.append(path)
                 report.not_whole.append(inst.log_key)
+            elif not inst.known:             # nothing promised but the instance's own UID
+                if await header_names(folder, inst):
+                    report.ok.append(path)
+                else:
+                    report.changed.append((path, f"its header does not name SOP Instance UID {inst.sop_uid}"))
+                    report.not_whole.append(inst.log_key)
             elif size != inst.size:
                 report.changed.append((path, f"{size} bytes, metadata says {inst.size}"))
                 report.not_whole.append(inst.log_key)

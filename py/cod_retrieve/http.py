@@ -164,7 +164,8 @@ class Client:
         if self.cancelled:
             raise Cancelled("the job was cancelled")
 
-    async def open(self, url: str, what: str, start: int = 0, end: int | None = None) -> Response:
+    async def open(self, url: str, what: str, start: int = 0, end: int | None = None,
+                   accept: str | None = None) -> Response:
         """Open a request, retrying what is worth retrying; raise a named error otherwise."""
         await self.auth.ensure()
         failures = renewals = 0
@@ -174,6 +175,8 @@ class Client:
             headers = self.auth.headers()
             if start or end is not None:
                 headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+            if accept:
+                headers["Accept"] = accept
             self.traffic.requests += 1
             try:
                 # A request whose headers never come is cancelled here, and the
@@ -221,29 +224,34 @@ class Client:
         self.traffic.waits.append(seconds)
         await self._sleep(seconds)
 
-    async def get_bytes(self, url: str, what: str, limit: int) -> bytes:
+    async def get_bytes(self, url: str, what: str, limit: int, accept: str | None = None) -> bytes:
         """A small whole body (listing page, metadata), bounded by `limit`."""
         out = bytearray()
-        async for chunk in self.body(url, what):
+        async for chunk in self.body(url, what, accept=accept):
             out += chunk
             if len(out) > limit:
                 raise HttpError(f"{what}: body is larger than {limit} bytes: refused", status=200, url=_safe(url))
         return bytes(out)
 
     async def body(self, url: str, what: str, start: int = 0, end: int | None = None,
-                   info: dict | None = None) -> AsyncIterator[bytes]:
+                   info: dict | None = None, accept: str | None = None,
+                   resumable: bool = True) -> AsyncIterator[bytes]:
         """Bytes [start, end) of an object, resuming with Range after cuts and stalls.
 
         The consumer sees one seamless stream; a server that ignores Range is
-        handled by skipping what was already delivered.
+        handled by skipping what was already delivered. A body made anew for
+        each request (a DICOMweb multipart answer, whose boundary changes) is
+        not `resumable`: a cut raises NetworkError and the caller asks again
+        for what it did not get.
         """
         pos = start
         failures = reconnects = 0
         while True:
-            resp = await self.open(url, what, pos, end)
+            resp = await self.open(url, what, pos, end, accept)
             window = response_window(resp.status, pos, _content_length(resp))
             if info is not None and "length" not in info:
                 info["length"] = window.expected if end is None else end - start   # whole object or range size
+                info["content_type"] = resp.headers.get("content-type") or ""
             skip, received = window.skip, window.first
             error: Exception | None = None
             watchdog = _Watchdog(resp, self.policy.stall_timeout)
@@ -281,6 +289,8 @@ class Client:
                 return
             if error is None:
                 error = NetworkError(f"{what}: body ended at byte {pos}, expected {window.expected if end is None else end}")
+            if not resumable:
+                raise NetworkError(f"{what}: transfer cut at byte {pos}: {_reason(error)}", url=_safe(url))
             failures += 1
             reconnects += 1
             # Progress resets `failures`, but a link that dies every few bytes

@@ -22,6 +22,7 @@ from .sinks import Sink
 from .spans import SpanReader, coalesce
 from .tarstream import MemberData, MemberEnd, MemberStart, TarReader, member_name_problem
 from .verify import HEAD_BYTES, check_instance
+from . import wado
 
 Callback = Callable[[dict[str, Any]], Any]
 EVENTS = ("progress", "download", "extract", "save", "complete", "error", "series")
@@ -155,6 +156,7 @@ class Job:
         self.started_at = 0.0
         self.stopped_by: CodError | None = None    # what ended the job early (a full disk)
         self.view = JobView(self.bytes_total)      # rate over the last 10 s, time left, rows
+        self.wado_accept = wado.ACCEPT_STORED      # DICOMweb: what multipart answers to ask for
 
     # -- callbacks (the original's names) --------------------------------
     def on(self, event: str, callback: Callback) -> None:
@@ -340,6 +342,9 @@ class Job:
         return refused
 
     async def _download_series(self, sp: SeriesPlan) -> None:
+        if sp.source == "dicomweb":
+            await wado.download_series(self, sp)
+            return
         self._series_status(sp, "downloading")
         failed: dict[str, tuple[Instance, BaseException]] = {}
         refused = self._refuse_members(sp)

@@ -39,6 +39,9 @@ class Instance:
     version: str = ""
     uri: str = field(default="", compare=False, repr=False)   # the metadata's `url` or `uri`, as written
     place: tuple[str, ...] | None = field(default=None, compare=False, repr=False)   # set by a layout
+    # Size and CRC32C promised in advance (COD metadata). False: a DICOMweb listing,
+    # which names the instance only; it is checked by its own header when it comes.
+    known: bool = True
 
     @property
     def size(self) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable, Collection
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection
 
 from .bucket import Bucket
 from .errors import CodError, HttpError, MetadataError
@@ -14,6 +14,9 @@ from .http import Client
 from .layout import Layout, parse_layout, place, series_json
 from .metadata import MAX_METADATA_BYTES, Instance, SeriesMetadata, parse_series_metadata
 from .uids import check_uid, is_uid
+
+if TYPE_CHECKING:
+    from .dicomweb import DicomwebServer
 
 MAX_LISTING_PAGE = 32 * 1024 * 1024
 
@@ -26,6 +29,7 @@ class SeriesPlan:
     metadata: SeriesMetadata | None = None
     error: CodError | None = None
     saved: set[str] = field(default_factory=set)     # SOP UIDs verified in place
+    source: str = "cod"                               # how it is fetched: "cod" (a tar) or "dicomweb"
 
     @property
     def key(self) -> str:
@@ -147,11 +151,8 @@ async def make_plan(client: Client, bucket: Bucket, study_uids: list[str],
     `series` narrows the plan to those series UIDs (a basket, a manifest);
     None means every series of every study. A selected series found in none
     of the studies is a warning, not an error: the rest still downloads."""
-    uids = list(dict.fromkeys(u.strip() for u in study_uids if u and u.strip()))
+    uids, wanted = _selection(study_uids, series)
     plan = Plan(uids, [], layout=layout or parse_layout())
-    for uid in uids:
-        check_uid(uid, "study UID")
-    wanted = None if series is None else {check_uid(s.strip(), "series UID") for s in series if s and s.strip()}
     sem = asyncio.Semaphore(concurrency)
 
     async def one_series(study: str, series: str) -> SeriesPlan:
@@ -189,9 +190,26 @@ async def make_plan(client: Client, bucket: Bucket, study_uids: list[str],
 
     for found in await asyncio.gather(*(one_study(u) for u in uids)):
         plan.series.extend(found)
+    await _finish(plan, wanted, recorded, mark_saved, sem)
+    return plan
+
+
+def _selection(study_uids: list[str], series: Collection[str] | None) -> tuple[list[str], set[str] | None]:
+    """The studies asked for (each once, checked) and the series wanted (None: all)."""
+    uids = list(dict.fromkeys(u.strip() for u in study_uids if u and u.strip()))
+    for uid in uids:
+        check_uid(uid, "study UID")
+    wanted = None if series is None else {check_uid(s.strip(), "series UID") for s in series if s and s.strip()}
+    return uids, wanted
+
+
+async def _finish(plan: Plan, wanted: set[str] | None, recorded: dict[str, tuple[str, ...]] | None,
+                  mark_saved: SavedCheck | None, sem: asyncio.Semaphore) -> None:
+    """What every source's plan ends with: the selection's leftovers named,
+    every instance placed in the layout, what is saved marked."""
     if wanted is not None:
         listed = {sp.series_uid for sp in plan.series}
-        plan.warnings.extend(f"series {s} is in none of the studies {', '.join(uids)}: skipped"
+        plan.warnings.extend(f"series {s} is in none of the studies {', '.join(plan.studies)}: skipped"
                              for s in sorted(wanted - listed))
     place_instances(plan, recorded)
     if mark_saved is not None:
@@ -199,6 +217,29 @@ async def make_plan(client: Client, bucket: Bucket, study_uids: list[str],
             async with sem:
                 await mark_saved(sp)
         await asyncio.gather(*(mark(sp) for sp in plan.series if sp.metadata is not None))
+
+
+async def make_dicomweb_plan(client: Client, server: "DicomwebServer", study_uids: list[str],
+                             mark_saved: SavedCheck | None = None, concurrency: int = 6,
+                             series: Collection[str] | None = None, layout: Layout | None = None,
+                             recorded: dict[str, tuple[str, ...]] | None = None) -> Plan:
+    """As `make_plan`, from a DICOMweb server's QIDO-RS answers."""
+    from .dicomweb import list_study  # noqa: PLC0415 - DICOMweb sources only
+
+    uids, wanted = _selection(study_uids, series)
+    plan = Plan(uids, [], layout=layout or parse_layout())
+    for uid in uids:
+        try:
+            found = await list_study(client, server, uid, wanted, plan.warnings)
+        except CodError as e:
+            e.study = uid
+            plan.errors.append(e)
+            continue
+        if not found and wanted is None:
+            plan.warnings.append(f"study {uid} has no series on this DICOMweb server")
+        plan.series.extend(SeriesPlan(uid, series_uid, server.retrieve_series_url(uid, series_uid), md,
+                                      source="dicomweb") for series_uid, md in found)
+    await _finish(plan, wanted, recorded, mark_saved, asyncio.Semaphore(concurrency))
     return plan
 
 

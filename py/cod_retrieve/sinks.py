@@ -12,6 +12,8 @@ from .plan import SeriesPlan
 from ._compat import new_crc32c
 from .sidecars import sidecar_files
 from .space import folder_bytes_needed
+from .errors import IntegrityError
+from .verify import HEAD_BYTES, dicom_sop_uid
 
 
 class Sink(Protocol):
@@ -87,6 +89,19 @@ def is_leftover(name: str) -> bool:
     return name.startswith(".") and name.endswith(".part")
 
 
+async def header_names(folder: Folder, inst: Instance) -> bool:
+    """Does the file at the instance's path carry its SOP Instance UID in its header?"""
+    head = bytearray()
+    try:
+        async for chunk in folder.iter_bytes(inst.path):
+            head += chunk
+            if len(head) >= HEAD_BYTES:
+                break
+        return dicom_sop_uid(bytes(head[:HEAD_BYTES]), inst.sop_uid) == inst.sop_uid
+    except (IntegrityError, OSError):
+        return False
+
+
 def folders_of(instances) -> list[tuple[str, ...]]:
     """The folders instances land in, each once, in order."""
     return list(dict.fromkeys(i.path[:-1] for i in instances))
@@ -109,6 +124,11 @@ async def mark_saved_in_folder(folder: Folder, journal: Journal, plan: SeriesPla
         return
     sizes = await sizes_of(folder, plan.instances)
     for inst in plan.instances:
+        if not inst.known:                  # a DICOMweb listing promises no size: the file's own header
+            if sizes.get(tuple(inst.path)) and (inst.log_key in journal or await header_names(folder, inst)):
+                plan.saved.add(inst.sop_uid)
+                journal.add(inst.log_key, inst.place)
+            continue
         if sizes.get(tuple(inst.path)) != inst.size:
             continue
         if inst.log_key in journal:
@@ -122,4 +142,4 @@ async def mark_saved_in_folder(folder: Folder, journal: Journal, plan: SeriesPla
             journal.add(inst.log_key, inst.place)   # written by the job that follows, never by planning
 
 
-__all__ = ["Sink", "FolderSink", "mark_saved_in_folder", "folders_of", "sizes_of"]
+__all__ = ["Sink", "FolderSink", "mark_saved_in_folder", "folders_of", "sizes_of", "header_names"]

@@ -94,3 +94,23 @@ def orthanc_study(orthanc) -> Study:
     ids = upload_instances(orthanc, [d for _, d in made])
     study.series[series_uid] = [Instance(sop, i, d) for (sop, d), i in zip(made, ids)]
     return study
+
+
+@pytest.fixture
+def own_orthanc_study(tmp_path_factory) -> Study:
+    """The sample series alone, in an Orthanc of the test's own (for tests that change
+    what the server holds, so the shared one keeps its upload order)."""
+    import pydicom
+
+    if find_orthanc() is None:
+        pytest.skip("Orthanc and its DICOMweb plugin are not installed (build.py's APT_PACKAGES lists them)")
+    server = start_orthanc(tmp_path_factory.mktemp("orthanc-own"))
+    try:
+        files = sample_files()
+        heads = [pydicom.dcmread(io.BytesIO(d), stop_before_pixels=True) for d in files]
+        study = Study(server, heads[0].StudyInstanceUID)
+        ids = upload_instances(server, files)
+        study.series[heads[0].SeriesInstanceUID] = [Instance(h.SOPInstanceUID, i, d) for h, i, d in zip(heads, ids, files)]
+        yield study
+    finally:
+        server.stop()
