@@ -39,12 +39,18 @@ function fillFromQuery() {
   }
   // Token in the address bar leaks into history and logs: take it, then drop it.
   if (params.has("token")) {
-    $("token").value = params.get("token");
+    $("token").value = $("dicomweb-token").value = params.get("token");
     params.delete("token");
     const clean = `${location.pathname}${params.toString() ? "?" + params : ""}${location.hash}`;
     history.replaceState(null, "", clean);
   }
   if (params.get("api")) $("api").value = params.get("api");
+  if (params.get("dicomweb")) {
+    $("dicomweb-url").value = params.get("dicomweb");
+    document.querySelector("input[name='kind'][value='dicomweb']").checked = true;
+  }
+  showSourceFields();
+  for (const radio of document.querySelectorAll("input[name='kind']")) radio.addEventListener("change", showSourceFields);
   const layout = params.get("layout");
   if (layout) {
     const known = ["classic", "descriptive", "media"].includes(layout);
@@ -70,6 +76,20 @@ function fillFromQuery() {
   }
 }
 
+// Where the page downloads from: a COD bucket or a DICOMweb server.
+function sourceKind() { return document.querySelector("input[name='kind']:checked").value; }
+function showSourceFields() {
+  $("cod-fields").hidden = sourceKind() !== "cod";
+  $("dicomweb-fields").hidden = sourceKind() !== "dicomweb";
+}
+function sourceDetails() {
+  if (sourceKind() === "dicomweb") {
+    const url = $("dicomweb-url").value.trim();
+    if (!url) throw new Error("Enter the DICOMweb server's root URL, for example https://host/dicom-web.");
+    return { dicomweb: url, token: $("dicomweb-token").value.trim() || null };
+  }
+  return bucketDetails();
+}
 function bucketDetails() {
   const url = $("bucket-url").value.trim();
   if (url) return url;
@@ -236,7 +256,7 @@ function seriesRow(body, s) {
     thumbnails.observe(tdDesc);          // fetched when the row comes into view, never waited for
   }
   tr.append(tdPick, cell("td", "uid", s.seriesUID), tdDesc,
-            cell("td", "count", String(s.instances)), cell("td", "size", fmtBytes(s.sizeBytes)), tdBar, tdStatus);
+            cell("td", "count", String(s.instances)), cell("td", "size", s.sizeKnown === false ? "—" : fmtBytes(s.sizeBytes)), tdBar, tdStatus);
   body.append(tr);
   const row = { key, tr, bar, status: tdStatus, done: s.savedSizeBytes, pick };
   series.set(key, row);
@@ -264,8 +284,10 @@ function showTotals(zip = false) {
     head.pick.indeterminate = on > 0 && on < head.rows.length;
   }
   $("summary").textContent = (all ? "" : `${picked.length} of ${stats.seriesDetails.length} series selected: `) +
-    `${all ? `${picked.length} series, ` : ""}${sum((s) => s.instances)} instances, ${fmtBytes(size)}` +
-    (saved && !zip ? `; ${fmtBytes(saved)} already saved, ${fmtBytes(size - saved)} to download.` : ".");
+    `${all ? `${picked.length} series, ` : ""}${sum((s) => s.instances)} instances, ` +
+    (picked.some((s) => s.sizeKnown === false)
+      ? `size known once downloaded; ${sum((s) => s.savedInstances)} instances already saved.`
+      : `${fmtBytes(size)}` + (saved && !zip ? `; ${fmtBytes(saved)} already saved, ${fmtBytes(size - saved)} to download.` : "."));
 }
 
 // The layout and manifest chosen on the page, as download()'s options.
@@ -278,7 +300,7 @@ function naming() {
 
 async function check(zip = false) {
   clearErrors();
-  cod.initBucket(bucketDetails());
+  cod.initSource(sourceDetails());
   const uids = studyUIDs();
   if (!uids.length) throw new Error("Enter at least one Study UID.");
   $("summary").textContent = "Checking the bucket…";
@@ -329,13 +351,15 @@ async function verify() {
 
 async function run(zip) {
   setRunning(true);
+  delete document.body.dataset.jobState;           // this run's outcome, when it has one
   try {
     await check(zip);
     const picked = selectedSeries();
     if (picked && picked.length === 0) throw new Error("No series is selected: tick at least one.");
     job = await cod.download(studyUIDs(), zip, { ...(picked ? { series: picked } : {}), ...naming() });
     job.onProgress((p) => {
-      $("overall").value = p.jobBytesTotal ? p.jobBytesDone / p.jobBytesTotal : 1;
+      if (p.jobBytesTotal) $("overall").value = p.jobBytesDone / p.jobBytesTotal;
+      else $("overall").removeAttribute("value");          // a total not known in advance (DICOMweb)
       $("overall-text").textContent = p.jobSummary;      // rate and time left from the job's view
     });
     job.onSave((p) => {
@@ -354,7 +378,8 @@ async function run(zip) {
     const failed = result.failed.length;
     $("overall").value = result.bytesTotal ? result.bytesDone / result.bytesTotal : 1;
     $("overall-text").textContent = (result.cancelled ? "Cancelled. " : failed ? "Finished with problems. " : "Done. ") +
-      `${fmtBytes(result.bytesDone)} of ${fmtBytes(result.bytesTotal)} (${Math.floor($("overall").value * 100)} %) ` +
+      (result.bytesTotal ? `${fmtBytes(result.bytesDone)} of ${fmtBytes(result.bytesTotal)} (${Math.floor($("overall").value * 100)} %) `
+        : `${fmtBytes(result.bytesDone)} `) +
       `in ${fmtTime(result.seconds)}; ${result.succeeded.length} series saved` + (failed ? `, ${failed} failed.` : ".") +
       (zip && !result.cancelled && result.succeeded.length ? " The zip files (one per study) went to your Downloads folder." : "");
     document.body.dataset.jobState = result.cancelled ? "cancelled" : failed ? "failed" : "done";
@@ -379,7 +404,7 @@ async function main() {
   // A portal that opened (or frames) this page can hand the token over by postMessage
   // ({type: "cod-retrieve-token", token}); it never enters a URL.
   const messages = tokenFromMessages();
-  messages.ontoken = (token) => { $("token").value = token; };
+  messages.ontoken = (token) => { $("token").value = token; $("dicomweb-token").value = token; };
   try {
     cod = await createCodDownload({ apiBase: params.get("api") || $("api").value || undefined,
                                     getToken: () => messages.getToken() });

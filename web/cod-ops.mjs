@@ -57,6 +57,7 @@ function rawOps({ loadPython, emit, askHost }) {
 
     setDirectory(cod, handle) { return objects.get(cod).set_directory(handle); },
     initBucket(cod, details) { return objects.get(cod).init_bucket(details); },
+    initSource(cod, details) { return objects.get(cod).init_source(details); },
     getStats(cod, uids, options) { return objects.get(cod).get_stats(uids, options ?? null); },
 
     thumbnail(cod, study, series) { return objects.get(cod).thumbnail(study, series); },

@@ -76,6 +76,8 @@ export interface SeriesDetails {
   seriesNumber: Maybe<number | string>;
   /** "thumbnail.jpg" or "thumbnail.mp4" where the COD writer stored one; fetch it with CodDownload.thumbnail(). */
   thumbnail: Maybe<string>;
+  /** False where the source gives no sizes before the download (DICOMweb): sizeBytes is 0 then. */
+  sizeKnown: boolean;
 }
 
 export interface DownloadStats {
@@ -98,6 +100,17 @@ export interface DownloadStats {
   /** Skipped series, unlisted studies and the like: the rest still downloads. */
   warnings: string[];
 }
+
+/** A DICOMweb server: QIDO-RS lists, WADO-RS retrieves (`transfer-syntax=*`, the stored bytes).
+ *  Sizes are not known before the download; each instance is checked by its own header. */
+export interface DicomwebDetails {
+  /** The service root, e.g. "https://host/dicom-web" (the server must allow this page's origin: CORS). */
+  dicomweb: string;
+  /** Bearer token; getToken is asked when it is refused. */
+  token?: string | null;
+}
+
+export type SourceDetails = string | BucketDetails | DicomwebDetails;
 
 /** What verifyFolder found: paths relative to the folder, in the layout it was written in. */
 export interface FolderReport {
@@ -319,6 +332,8 @@ export declare class CodDownload {
   initDirectory(usePrivateStorage?: boolean | DirectoryChoice): Promise<FileSystemDirectoryHandle>;
   useDirectory(handle: FileSystemDirectoryHandle): Promise<void>;
   initBucket(bucketDetails: string | BucketDetails): void;
+  /** Where to download from: a DICOMweb server, or any form initBucket takes. Synchronous, as initBucket. */
+  initSource(source: SourceDetails): void;
   /** With `options.series`, only those series of the studies (a basket). */
   getStats(studyInstanceUIDs: string[], options?: SelectionOptions): Promise<DownloadStats>;
   /** A Job, not started. Rejects, before anything is fetched, with an Error whose `name` and

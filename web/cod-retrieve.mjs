@@ -389,6 +389,13 @@ export class CodDownload {
     this._bucket.catch(() => {});
   }
 
+  // Where to download from, as initBucket: {dicomweb: "https://host/dicom-web", token}
+  // for a DICOMweb server (QIDO-RS and WADO-RS), or any form initBucket takes.
+  initSource(details) {
+    this._bucket = this._rt.call("initSource", [this._id, details]);
+    this._bucket.catch(() => {});
+  }
+
   // options.series: only these SeriesInstanceUIDs of the studies (a basket);
   // unset: whole studies, as in the original. options.layout: where files land
   // ("classic", "descriptive", "media" or a %Keyword template; default the one

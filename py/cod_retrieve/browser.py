@@ -104,6 +104,9 @@ class BrowserCodDownload:
     def init_bucket(self, details) -> None:
         self.cd.init_bucket(_py(details))
 
+    def init_source(self, details) -> None:
+        self.cd.init_source(_py(details))
+
     async def get_stats(self, uids, options=None):
         return _js(await self.cd.get_stats(list(_py(uids)), series=_series(options), layout=_layout(options)))
 

@@ -66,6 +66,7 @@ class SeriesPlan:
             "modality": attrs.get("Modality"), "description": attrs.get("SeriesDescription"),
             "seriesNumber": attrs.get("SeriesNumber"),
             "thumbnail": self.metadata.thumbnail if self.metadata else None,
+            "sizeKnown": all(i.known for i in self.instances),   # False: a DICOMweb listing gives no sizes
         }
 
 

@@ -116,7 +116,10 @@ def format_seconds(s: float | None) -> str:
 
 
 def summary_line(snap: Snapshot) -> str:
-    """`12.5 MB of 40.0 MB (31 %) at 8.2 MB/s, 3 s left`"""
+    """`12.5 MB of 40.0 MB (31 %) at 8.2 MB/s, 3 s left`; where the total is
+    not known in advance (a DICOMweb source), `12.5 MB at 8.2 MB/s`."""
+    if not snap.bytes_total and snap.bytes_done:
+        return format_bytes(snap.bytes_done) + (f" at {format_bytes(snap.rate)}/s" if snap.rate is not None else "")
     text = f"{format_bytes(snap.bytes_done)} of {format_bytes(snap.bytes_total)} ({int(snap.fraction * 100)} %)"
     if snap.rate is not None:
         text += f" at {format_bytes(snap.rate)}/s, {format_seconds(snap.seconds_left)} left"

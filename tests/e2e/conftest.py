@@ -8,6 +8,7 @@ import pytest
 
 import build
 from support.browser import CHROMIUM, CHROMIUM_ARGS, PICKER, open_page
+from support.orthanc_study import orthanc, orthanc_study  # noqa: F401 - fixtures (DICOMweb in the browser)
 
 
 @pytest.fixture(scope="session")

@@ -57,8 +57,12 @@ Rule = Callable[[Seen, int], "Fault | None"]   # (request, index among matching)
 
 
 class FaultProxy(LoopbackServer):
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    def __init__(self, upstream_host: str, upstream_port: int, cors: bool = False) -> None:
+        """`cors`: answer CORS preflights and mark every response readable by any
+        origin, for an upstream that does not (Orthanc, as a DICOMweb server for
+        the browser tests, where a real deployment puts a reverse proxy)."""
         self.upstream = (upstream_host, upstream_port)
+        self.cors = cors
         self.rules: list[Rule] = []
         self.seen: list[Seen] = []
         self.required_token: str | None = None
@@ -120,6 +124,14 @@ class FaultProxy(LoopbackServer):
                          b"Access-Control-Allow-Origin: *\r\n\r\n")
             await writer.drain()
             return
+        if self.cors and seen.method == "OPTIONS":
+            seen.status = 204
+            writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n"
+                         b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: GET, HEAD\r\n"
+                         b"Access-Control-Allow-Headers: authorization, accept, range\r\n"
+                         b"Access-Control-Max-Age: 600\r\n\r\n")
+            await writer.drain()
+            return
         fault = None
         for rule in self.rules:
             fault = rule(seen, len(self.seen) - 1)
@@ -162,6 +174,8 @@ class FaultProxy(LoopbackServer):
             resp_head = await up_r.readuntil(b"\r\n\r\n")
             seen.status = int(resp_head.split(b" ", 2)[1])
             offset = _fault_offset(fault, seen.status, resp_head) if fault else None
+            if self.cors and b"access-control-allow-origin" not in resp_head.lower():
+                resp_head = resp_head[:-2] + b"Access-Control-Allow-Origin: *\r\n\r\n"
             writer.write(resp_head)
             sent = 0
             while True:
