@@ -14,6 +14,7 @@ from .http import Auth, Client, Opener, RetryPolicy, TokenProvider
 from .job import Job
 from .journal import LOG_NAME, Journal
 from .layout import Layout, parse_layout, too_long
+from .archive_source import ArchiveSource, archive_plan, parse_archive
 from .dicomweb import DicomwebServer, parse_dicomweb
 from .plan import Plan, make_dicomweb_plan, make_plan
 from .sinks import FolderSink, Sink, mark_saved_in_folder
@@ -45,7 +46,7 @@ class CodDownload:
         self.manifest = manifest               # write cod-manifest.csv after each job
         self.folder: Folder | None = None
         self.bucket: Bucket | None = None
-        self.source: Bucket | DicomwebServer | None = None     # where bytes come from
+        self.source: Bucket | DicomwebServer | ArchiveSource | None = None     # where bytes come from
         self.last_plan: Plan | None = None
         self.client: Client | None = None
         self._journal: Journal | None = None     # the folder's log.json, as the last plan read it
@@ -74,6 +75,12 @@ class CodDownload:
         """Where to download from, as `init_bucket` takes a bucket: an object
         with `dicomweb` (a DICOMweb service root, and `token`) or the bucket
         forms `init_bucket` takes."""
+        if isinstance(details, ArchiveSource) or (isinstance(details, Mapping) and details.get("archive")):
+            self.source = details if isinstance(details, ArchiveSource) else parse_archive(details)
+            self.bucket = None
+            self.last_plan = None
+            self.client = None
+            return self.source
         if isinstance(details, DicomwebServer) or (isinstance(details, Mapping) and details.get("dicomweb")):
             self.source = details if isinstance(details, DicomwebServer) else parse_dicomweb(details)
             self.bucket = None
@@ -119,6 +126,10 @@ class CodDownload:
         or a DICOMweb server's QIDO-RS answers."""
         if isinstance(self.source, DicomwebServer):
             return await make_dicomweb_plan(client, self.source, study_uids, mark, **kw)
+        if isinstance(self.source, ArchiveSource):
+            journal = self._journal
+            return archive_plan(self.source, study_uids, kw.get("layout"), kw.get("recorded"),
+                                journal.keys() if journal is not None else ())
         return await make_plan(client, self.bucket, study_uids, mark, **kw)
 
     async def verify_folder(self, study_uids: list[str], series: Collection[str] | None = None) -> FolderReport:
@@ -128,6 +139,9 @@ class CodDownload:
         out of log.json, so the next download fetches them again."""
         if self.folder is None:
             raise CodError("no folder chosen: call init_directory() first")
+        if isinstance(self.source, ArchiveSource):
+            raise CodError("an archive says what it holds only as it is read: a folder can be verified "
+                           "against a COD bucket or a DICOMweb server, not against an archive")
         journal = Journal(self.folder, name=self.log_name)
         await journal.load()        # the folder's layout, and where each file went
         plan = await self._make_plan(self._client(), list(study_uids), None, series=series,

@@ -157,6 +157,7 @@ class Job:
         self.stopped_by: CodError | None = None    # what ended the job early (a full disk)
         self.view = JobView(self.bytes_total)      # rate over the last 10 s, time left, rows
         self.wado_accept = wado.ACCEPT_STORED      # DICOMweb: what multipart answers to ask for
+        self.archive_skipped: list[dict[str, str]] = []   # an archive's files that are not DICOM instances
 
     # -- callbacks (the original's names) --------------------------------
     def on(self, event: str, callback: Callback) -> None:
@@ -228,7 +229,11 @@ class Job:
             self._error(err, None)
         await self.sink.prepare(self.plan.series)
         sem = asyncio.Semaphore(self.concurrency)
-        self._tasks = [asyncio.ensure_future(self._series(sp, sem)) for sp in self.plan.series]
+        if self.plan.archive is not None:      # one stream: its series are found as it is read
+            from .archive_source import download_archive  # noqa: PLC0415 - archive sources only
+            self._tasks = [asyncio.ensure_future(download_archive(self, self.plan))]
+        else:
+            self._tasks = [asyncio.ensure_future(self._series(sp, sem)) for sp in self.plan.series]
         try:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
@@ -259,6 +264,8 @@ class Job:
             "requests": self.client.traffic.requests,
             "retries": self.client.traffic.retries,
         }
+        if self.plan.archive is not None:      # what an archive held besides DICOM files
+            payload["skipped"] = list(self.archive_skipped)
         self._emit("complete", payload)
         return payload
 

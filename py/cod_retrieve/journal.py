@@ -57,6 +57,9 @@ class Journal:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def keys(self) -> list[str]:
+        return list(self._entries)
+
     def add(self, key: str, path: tuple[str, ...] | None = None) -> None:
         """Record a verified instance (in memory: `flush` writes), and where it
         went when the layout is not the classic one."""

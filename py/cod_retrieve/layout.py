@@ -300,10 +300,26 @@ def place(layout: Layout, series: Iterable[tuple[list[Instance], Mapping[str, An
             ds = first
             if layout.needs_instance_json and inst is not instances[0]:
                 ds = _instance_json(inst)
-            names = tuple(_render(c, inst, ds, first, layout) for c in layout.components)
-            ids = _identities(layout, patients.get(inst.study_uid), inst.study_uid, inst.series_uid, inst.sop_uid)
-            out[inst.log_key] = placement.claim(names, ids)
+            out[inst.log_key] = claim_instance(placement, inst, ds, first, patients.get(inst.study_uid))
     return out
+
+
+def claim_instance(placement: Placement, inst: Instance, ds: Mapping[str, Any], first: Mapping[str, Any],
+                   patient: Any = None) -> tuple[str, ...]:
+    """One instance's path, claimed now: for sources that find their instances
+    one by one (an archive), where `first` is the DICOM JSON of the first
+    instance seen of its series and `patient` says whose files these are."""
+    layout = placement.layout
+    names = tuple(_render(c, inst, ds, first, layout) for c in layout.components)
+    return placement.claim(names, _identities(layout, patient, inst.study_uid, inst.series_uid, inst.sop_uid))
+
+
+def record_paths(placement: Placement, recorded: Mapping[str, tuple[str, ...]]) -> None:
+    """Paths log.json holds, kept by every claim that follows."""
+    for key, parts in recorded.items():
+        study, series_uid, sop = (key.split("/") + ["", "", ""])[:3]
+        placement.record(tuple(parts), _identities(placement.layout, ("recorded", study), study,
+                                                   series_uid, sop)[:len(parts)])
 
 
 def _instance_json(inst: Instance) -> Mapping[str, Any]:
@@ -354,5 +370,5 @@ def too_long(paths: Iterable[tuple[str, ...]], root_length: int, limit: int = WI
     return count, longest
 
 
-__all__ = ["Layout", "LayoutError", "parse_layout", "place", "safe_name", "with_number", "too_long",
+__all__ = ["Layout", "LayoutError", "parse_layout", "place", "Placement", "claim_instance", "record_paths", "safe_name", "with_number", "too_long",
            "series_json", "WINDOWS_MAX_PATH", "MEDIA"]

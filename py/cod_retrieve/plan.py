@@ -77,6 +77,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     errors: list[CodError] = field(default_factory=list)   # whole studies that could not be listed
     layout: Layout = field(default_factory=parse_layout)    # where each instance lands
+    archive: Any = None     # an archive source's run: its series are found while it streams
 
     def study_details(self) -> list[dict[str, Any]]:
         """One entry per study asked for, in order: its UID, the patient and

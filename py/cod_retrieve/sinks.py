@@ -45,7 +45,7 @@ class FolderSink:
     async def prepare(self, plans: list[SeriesPlan]) -> None:
         """Remove what a killed writer left: hidden `.part` files in the
         folders of series still to fetch (a process killed mid-write)."""
-        self.plans = plans
+        self.plans.extend(p for p in plans if p not in self.plans)   # an archive adds series as it finds them
         for where in folders_of(i for sp in plans if sp.metadata is not None and not sp.complete
                                 for i in sp.missing):
             for name in await self.folder.list(where):
