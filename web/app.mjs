@@ -45,6 +45,10 @@ function fillFromQuery() {
     history.replaceState(null, "", clean);
   }
   if (params.get("api")) $("api").value = params.get("api");
+  if (params.get("archive")) {
+    $("archive-url").value = params.get("archive");
+    document.querySelector("input[name='kind'][value='archive']").checked = true;
+  }
   if (params.get("dicomweb")) {
     $("dicomweb-url").value = params.get("dicomweb");
     document.querySelector("input[name='kind'][value='dicomweb']").checked = true;
@@ -81,12 +85,18 @@ function sourceKind() { return document.querySelector("input[name='kind']:checke
 function showSourceFields() {
   $("cod-fields").hidden = sourceKind() !== "cod";
   $("dicomweb-fields").hidden = sourceKind() !== "dicomweb";
+  $("archive-fields").hidden = sourceKind() !== "archive";
 }
 function sourceDetails() {
   if (sourceKind() === "dicomweb") {
     const url = $("dicomweb-url").value.trim();
     if (!url) throw new Error("Enter the DICOMweb server's root URL, for example https://host/dicom-web.");
     return { dicomweb: url, token: $("dicomweb-token").value.trim() || null };
+  }
+  if (sourceKind() === "archive") {
+    const url = $("archive-url").value.trim();
+    if (!url) throw new Error("Enter the archive's URL (a zip, tar or tar.gz of DICOM files).");
+    return { archive: url, token: $("archive-token").value.trim() || null };
   }
   return bucketDetails();
 }
@@ -263,6 +273,15 @@ function seriesRow(body, s) {
   return row;
 }
 
+// A row for a series an archive turned out to hold (found while it streams).
+function foundRow(p) {
+  const table = $("series-table");
+  const body = table.tBodies[0] ?? table.createTBody();
+  table.hidden = false;
+  return seriesRow(body, { studyUID: p.study, seriesUID: p.series, instances: p.instances, sizeBytes: 0,
+                           savedSizeBytes: 0, status: p.status, sizeKnown: false });
+}
+
 // The series ticked, as SeriesInstanceUIDs; null when every one is (whole studies).
 function selectedSeries() {
   if (!lastStats || leftOut.size === 0) return null;
@@ -302,12 +321,14 @@ async function check(zip = false) {
   clearErrors();
   cod.initSource(sourceDetails());
   const uids = studyUIDs();
-  if (!uids.length) throw new Error("Enter at least one Study UID.");
+  const archive = sourceKind() === "archive";       // study UIDs optional: they narrow what is kept
+  if (!uids.length && !archive) throw new Error("Enter at least one Study UID.");
   $("summary").textContent = "Checking the bucket…";
   const stats = await cod.getStats(uids, { layout: naming().layout });   // what is saved, in this layout
   lastStats = stats;
   renderSeries(stats);
   showTotals(zip);
+  if (archive) $("summary").textContent = "An archive says what it holds only as it is read: its series appear below as they are found.";
   for (const w of stats.warnings) showError(w);
   return stats;
 }
@@ -367,7 +388,7 @@ async function run(zip) {
       if (row) { row.done += p.size; row.bar.value = row.done; }
     });
     job.onSeries((p) => {
-      const row = series.get(p.key);
+      const row = series.get(p.key) ?? (p.status === "downloading" ? foundRow(p) : null);   // an archive's
       if (!row) return;
       row.status.textContent = p.status;
       row.status.className = `status status-${p.status}`;
@@ -375,6 +396,7 @@ async function run(zip) {
     });
     job.onError((p) => showError(p.error.message));
     const result = await job.start();
+    for (const skipped of result.skipped ?? []) showError(`skipped ${skipped.name}: ${skipped.why}`);
     const failed = result.failed.length;
     $("overall").value = result.bytesTotal ? result.bytesDone / result.bytesTotal : 1;
     $("overall-text").textContent = (result.cancelled ? "Cancelled. " : failed ? "Finished with problems. " : "Done. ") +

@@ -110,7 +110,16 @@ export interface DicomwebDetails {
   token?: string | null;
 }
 
-export type SourceDetails = string | BucketDetails | DicomwebDetails;
+/** One zip, tar or tar.gz of DICOM files at a URL (told apart by its first bytes; XNAT's
+ *  `.../files?format=zip`, an NBIA tar). Read once as it streams: each DICOM file lands by its own
+ *  UIDs; anything else is listed in `complete.skipped`. Traversal, links and bombs are refused.
+ *  Study UIDs given to getStats/download narrow what is kept; none keeps everything. */
+export interface ArchiveDetails {
+  archive: string;
+  token?: string | null;
+}
+
+export type SourceDetails = string | BucketDetails | DicomwebDetails | ArchiveDetails;
 
 /** What verifyFolder found: paths relative to the folder, in the layout it was written in. */
 export interface FolderReport {
@@ -240,6 +249,8 @@ export interface CompletePayload {
   seconds: number;
   requests: number;
   retries: number;
+  /** An archive source only: its files that are not DICOM instances (or not of the studies asked for). */
+  skipped?: { name: string; why: string }[];
 }
 
 /** An Error with the kind of problem (the Python exception name, or one of the limits below). */

@@ -390,7 +390,8 @@ export class CodDownload {
   }
 
   // Where to download from, as initBucket: {dicomweb: "https://host/dicom-web", token}
-  // for a DICOMweb server (QIDO-RS and WADO-RS), or any form initBucket takes.
+  // for a DICOMweb server (QIDO-RS and WADO-RS), {archive: "https://host/x.zip", token}
+  // for one zip, tar or tar.gz of DICOM files, or any form initBucket takes.
   initSource(details) {
     this._bucket = this._rt.call("initSource", [this._id, details]);
     this._bucket.catch(() => {});

@@ -62,7 +62,6 @@ def archive_plan(source: ArchiveSource, study_uids: list[str], layout, recorded,
     `study_uids` (optional) keeps only those studies; `saved_keys` are log.json's."""
     plan = Plan([u.strip() for u in study_uids if u and u.strip()], [], layout=layout)
     plan.archive = ArchiveRun(source, dict(recorded or {}), set(saved_keys or ()))
-    plan.warnings.append("an archive says what it holds only as it is read: its series are listed as they come")
     return plan
 
 
@@ -263,6 +262,7 @@ async def download_archive(job: "Job", plan: Plan) -> None:
     finally:
         job.archive_skipped = run.skipped
     if error is not None:
+        plan.errors.append(error)       # the job did not finish: it says so in onComplete's `failed`
         job._error(error, None)
     for sp, _ in run.by_series.values():
         ok = error is None and not sp.missing
@@ -270,9 +270,11 @@ async def download_archive(job: "Job", plan: Plan) -> None:
         job._series_status(sp, "saved" if ok else "failed",
                            None if ok else f"the archive could not be read to its end: {error}")
     if not run.by_series and error is None:
-        job._error(CodError(f"the archive {source.url} holds no DICOM files"
-                            + (f" of the studies asked for" if run.studies else "")
-                            + (f" ({len(run.skipped)} other files skipped)" if run.skipped else "")), None)
+        empty = CodError(f"the archive {source.url} holds no DICOM files"
+                         + (" of the studies asked for" if run.studies else "")
+                         + (f" ({len(run.skipped)} other files skipped)" if run.skipped else ""))
+        plan.errors.append(empty)
+        job._error(empty, None)
 
 
 def _whole(run: _Run, source: ArchiveSource) -> SeriesPlan:

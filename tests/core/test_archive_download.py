@@ -191,4 +191,4 @@ def test_hostile_archives_are_refused(case, words, bucket_server, tmp_path):
     assert [e["kind"] for e in ev["error"]] == ["ArchiveError"], ev["error"]
     assert words in ev["error"][0]["error"]
     assert _landed(tmp_path / "out") == {}          # nothing written from it
-    assert result["succeeded"] == []
+    assert result["succeeded"] == [] and result["failed"] and words in result["failed"][0]["error"]
