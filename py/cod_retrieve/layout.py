@@ -96,7 +96,7 @@ class Layout:
                    for c in self.components for p in c.pieces)
 
 
-def parse_layout(spec: str | None) -> Layout:
+def parse_layout(spec: str | None = None) -> Layout:
     """`classic` (default), `descriptive`, `media`, or a `%Keyword` template.
     A template whose last component names no instance gets `%SOPInstanceUID.dcm`."""
     spec = (spec or "classic").strip()
