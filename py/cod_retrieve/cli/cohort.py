@@ -21,7 +21,7 @@ from ..download import CodDownload
 from ..errors import CodError
 from ..progress import format_bytes, format_seconds
 from .output import JsonOutput, Output
-from .session import bucket_from_text, read_selection
+from .session import read_selection, source_from_text
 from .tokens import CommandToken, token_source
 
 REPORT = "cohort-report.json"
@@ -60,7 +60,7 @@ async def _fetch(task: StudyTask) -> dict[str, Any]:
         cod = CodDownload(task.api_base, task.concurrency,
                           token_provider=CommandToken(task.token_command) if task.token_command else None,
                           log_name=(task.study, "log.json"), progress_interval=1.0)
-        cod.init_bucket(bucket_from_text(task.bucket, task.api_base, task.token))
+        cod.init_source(source_from_text(task.bucket, task.api_base, task.token))
         await cod.init_directory(task.out)
         job = await cod.download([task.study], series=task.series)
         errors: list[str] = []

@@ -25,7 +25,7 @@ from ..journal import Journal
 from ..manifest import ManifestError
 from ..progress import format_bytes, format_seconds
 from .output import JsonOutput, Output, choose_output
-from .session import bucket_from_text, read_selection
+from .session import read_selection, source_from_text
 from .tokens import TOKEN_ENV, token_source
 
 SPOOL = ".cod-retrieve-spool"
@@ -64,8 +64,11 @@ def exit_code(outcome: Outcome) -> Exit:
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("bucket", help="bucket URL: https://host/<bucket>/<prefix>, gs://<bucket>/<datastore>, "
-                                       "or <bucket> alone (datastore at the bucket root)")
+    common.add_argument("bucket", metavar="SOURCE",
+                        help="bucket URL: https://host/<bucket>/<prefix>, gs://<bucket>/<datastore>, "
+                             "or <bucket> alone (datastore at the bucket root); dicomweb:<service root URL> "
+                             "for a DICOMweb server; archive:<URL> for one zip, tar or tar.gz of DICOM files "
+                             "(study UIDs then optional: they narrow what is kept)")
     common.add_argument("studies", nargs="*", metavar="STUDY_UID", help="StudyInstanceUIDs to fetch")
     common.add_argument("--manifest", type=Path, help="CSV with a StudyInstanceUID column (and optionally "
                                                       "SeriesInstanceUID), or one study UID per line")
@@ -113,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 def make_cod(args: argparse.Namespace, concurrency: int = 4) -> CodDownload:
     token, provider = token_source(args.token, args.token_command)
     cod = CodDownload(args.api_base, concurrency, token_provider=provider, progress_interval=0.25)
-    cod.init_bucket(bucket_from_text(args.bucket, args.api_base, token))
+    cod.init_source(source_from_text(args.bucket, args.api_base, token))
     return cod
 
 
@@ -143,7 +146,7 @@ async def run_job(job: Job, out: Output) -> tuple[dict[str, Any], Outcome]:
 
 
 async def download(args: argparse.Namespace, out: Output) -> Exit:
-    sel = read_selection(args.studies, args.manifest)
+    sel = read_selection(args.studies, args.manifest, optional=args.bucket.startswith("archive:"))
     cod = make_cod(args, args.concurrency)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.zip:

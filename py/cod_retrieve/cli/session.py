@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from ..archive_source import ArchiveSource, parse_archive
 from ..bucket import Bucket, parse_bucket
+from ..dicomweb import DicomwebServer, parse_dicomweb
 from ..manifest import ManifestError, Selection, read_manifest
+
+SOURCE_PREFIXES = ("dicomweb:", "archive:")
 
 
 def bucket_from_text(text: str, api_base: str, token: str | None = None) -> Bucket:
@@ -16,7 +20,17 @@ def bucket_from_text(text: str, api_base: str, token: str | None = None) -> Buck
     return bucket.with_token(token) if token and not bucket.token else bucket
 
 
-def read_selection(studies: Sequence[str], manifest: Path | None) -> Selection:
+def source_from_text(text: str, api_base: str, token: str | None = None) -> Bucket | DicomwebServer | ArchiveSource:
+    """`dicomweb:<service root URL>`, `archive:<URL of a zip, tar or tar.gz>`,
+    or a bucket in any form `bucket_from_text` takes."""
+    if text.startswith("dicomweb:"):
+        return parse_dicomweb({"dicomweb": text[len("dicomweb:"):], "token": token})
+    if text.startswith("archive:"):
+        return parse_archive({"archive": text[len("archive:"):], "token": token})
+    return bucket_from_text(text, api_base, token)
+
+
+def read_selection(studies: Sequence[str], manifest: Path | None, optional: bool = False) -> Selection:
     """Study UIDs from the command line plus those of a manifest file."""
     uids = list(studies)
     series = None
@@ -28,6 +42,6 @@ def read_selection(studies: Sequence[str], manifest: Path | None) -> Selection:
         sel = read_manifest(text, str(manifest))
         uids += sel.studies
         series = sel.series
-    if not uids:
+    if not uids and not optional:
         raise ManifestError("no studies: give STUDY_UIDs or --manifest FILE")
     return Selection(list(dict.fromkeys(uids)), series)
