@@ -159,6 +159,9 @@ export interface SelectionOptions {
 export interface DownloadOptions extends SelectionOptions {
   /** Write `cod-manifest.csv` (path, size, CRC32C and UIDs per instance; status and error per series). */
   manifest?: boolean;
+  /** DICOMweb: write the server's study and series metadata (DICOM JSON) under `dump/`, and a record of
+   *  every request (`dump/requests.jsonl`, folders only); "frames": each instance's frames too. */
+  dump?: boolean | "frames";
 }
 
 // ------------------------------------------------------------------ job payloads

@@ -325,6 +325,7 @@ function selection(options) {
   if (options?.series) out.series = [...options.series].map(String);
   if (options?.layout) out.layout = String(options.layout);
   if (options?.manifest !== undefined) out.manifest = !!options.manifest;
+  if (options?.dump !== undefined) out.dump = options.dump === "frames" ? "frames" : !!options.dump;
   return Object.keys(out).length ? out : null;
 }
 

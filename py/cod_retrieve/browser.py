@@ -46,6 +46,12 @@ def _layout(options) -> str | None:
     return (_py(options) or {}).get("layout") or None
 
 
+def _dump(options):
+    """`{dump: true | "frames"}` from JS (DICOMweb)."""
+    value = (_py(options) or {}).get("dump")
+    return None if value is None else ("frames" if value == "frames" else bool(value))
+
+
 def _manifest(options) -> bool | None:
     value = (_py(options) or {}).get("manifest")
     return None if value is None else bool(value)
@@ -125,7 +131,8 @@ class BrowserCodDownload:
 
     async def download(self, uids, zip_output: bool = False, options=None) -> BrowserJob:
         return BrowserJob(await self.cd.download(list(_py(uids)), bool(zip_output), series=_series(options),
-                                                 layout=_layout(options), manifest=_manifest(options)))
+                                                 layout=_layout(options), manifest=_manifest(options),
+                                                 dump=_dump(options)))
 
 
 def read_manifest_text(text: str, name: str = "manifest"):

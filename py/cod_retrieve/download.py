@@ -176,10 +176,13 @@ class CodDownload:
 
     async def download(self, study_uids: list[str], zip_output: bool = False,
                        sink: Sink | None = None, series: Collection[str] | None = None,
-                       layout: str | None = None, manifest: bool | None = None) -> Job:
+                       layout: str | None = None, manifest: bool | None = None,
+                       dump: bool | str | None = None) -> Job:
         """A Job, not started (as in the original): register callbacks, then start().
         `series` narrows it to those series UIDs; None downloads whole studies.
-        `layout` and `manifest` override the ones given at creation."""
+        `layout` and `manifest` override the ones given at creation. `dump`
+        (DICOMweb): True writes the server's study and series metadata and a
+        log of every request under dump/, "frames" each instance's frames too."""
         plan = await self.plan(study_uids, zip_output, series, layout)
         manifest = self.manifest if manifest is None else bool(manifest)
         if sink is None:
@@ -191,7 +194,8 @@ class CodDownload:
                     raise CodError("no folder chosen: call init_directory() first, or use zip output")
                 sink = FolderSink(self.folder, self._journal, plan.layout, manifest)
         await check_space(sink, plan)
-        return Job(plan, self.client, sink, concurrency=self.concurrency, **self.job_options)
+        options = {**self.job_options, **({"dump": dump} if dump is not None else {})}
+        return Job(plan, self.client, sink, concurrency=self.concurrency, **options)
 
 
 async def check_space(sink: Sink, plan: Plan) -> None:

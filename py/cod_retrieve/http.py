@@ -139,6 +139,8 @@ class Traffic:
     statuses: list[int] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)      # seconds slept before each retry
     gated: int = 0            # requests and body reads parked now because the job is paused
+    # One record per response when a job dumps (dicomweb-dump's request log): None otherwise.
+    log: list[dict] | None = None
 
 
 class Client:
@@ -182,7 +184,10 @@ class Client:
                 # A request whose headers never come is cancelled here, and the
                 # opener aborts its fetch: the connection is freed (a browser
                 # has only six per host).
+                started = time.monotonic()
                 resp = await asyncio.wait_for(self._opener(url, headers), self.policy.stall_timeout)
+                if self.traffic.log is not None:
+                    self.traffic.log.append(_record(url, headers, resp, started))
             except (asyncio.TimeoutError, OSError, NetworkError) as e:
                 failures += 1
                 if failures >= self.policy.attempts:
@@ -285,6 +290,8 @@ class Client:
                 await resp.aclose()
             if watchdog.stalled:
                 error = NetworkError(f"{what}: no data for {self.policy.stall_timeout:g} s")
+            if self.traffic.log is not None and self.traffic.log:
+                _finish_record(self.traffic.log, url, received)
             if error is None and body_complete(received, window.expected, pos, end):
                 return
             if error is None:
@@ -299,6 +306,28 @@ class Client:
                 raise NetworkError(f"{what}: transfer failed {reconnects} times, last at byte {pos}: {_reason(error)}",
                                    url=_safe(url))
             await self._wait(self.policy.delay(failures))
+
+
+_QUIET_HEADERS = {"authorization", "set-cookie", "cookie"}
+
+
+def _record(url: str, sent: dict[str, str], resp: Response, started: float) -> dict:
+    """A response as dicomweb-dump records it (the token never written)."""
+    return {"url": _safe(url), "status": resp.status,
+            "request": {k: v for k, v in sent.items() if k.lower() not in _QUIET_HEADERS},
+            "headers": {k: v for k, v in resp.headers.items() if k.lower() not in _QUIET_HEADERS},
+            "started": time.time(), "ttfb": round(time.monotonic() - started, 4), "ttlb": None, "bytes": None,
+            "_t0": started}
+
+
+def _finish_record(log: list[dict], url: str, received: int) -> None:
+    """Time to the last byte, on the last record of `url` still open."""
+    safe = _safe(url)
+    for rec in reversed(log):
+        if rec["url"] == safe and rec["ttlb"] is None:
+            rec["ttlb"] = round(time.monotonic() - rec.pop("_t0"), 4)
+            rec["bytes"] = received
+            return
 
 
 @dataclass(frozen=True)

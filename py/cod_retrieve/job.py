@@ -18,7 +18,8 @@ from .http import Client
 from .metadata import Instance
 from .plan import Plan, SeriesPlan
 from .progress import JobView, summary_line
-from .sinks import Sink
+from .dump import request_log
+from .sinks import FolderSink, Sink
 from .spans import SpanReader, coalesce
 from .tarstream import MemberData, MemberEnd, MemberStart, TarReader, member_name_problem
 from .verify import HEAD_BYTES, check_instance
@@ -132,7 +133,7 @@ class Job:
     def __init__(self, plan: Plan, client: Client, sink: Sink, *, concurrency: int = 3,
                  instance_retries: int = 3, writes_in_flight: int = 8,
                  small_file: int = 16 * 1024 * 1024, write_batch: int = 8 * 1024 * 1024,
-                 progress_interval: float = 0.05) -> None:
+                 progress_interval: float = 0.05, dump: bool | str = False) -> None:
         self.plan = plan
         self.client = client
         self.sink = sink
@@ -158,6 +159,12 @@ class Job:
         self.view = JobView(self.bytes_total)      # rate over the last 10 s, time left, rows
         self.wado_accept = wado.ACCEPT_STORED      # DICOMweb: what multipart answers to ask for
         self.archive_skipped: list[dict[str, str]] = []   # an archive's files that are not DICOM instances
+        # DICOMweb: write what the server says of each study and series (True), and each
+        # instance's frames ("frames"), under dump/, and log every request (dump.py).
+        self.dump = dump
+        self.dumped_studies: set[str] = set()
+        if dump:
+            client.traffic.log = []
 
     # -- callbacks (the original's names) --------------------------------
     def on(self, event: str, callback: Callback) -> None:
@@ -238,6 +245,11 @@ class Job:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             ok = all(r["status"] == "saved" for r in self.results.values()) and not self.plan.errors
+            if self.dump and isinstance(self.sink, FolderSink):    # a zip is closed by now: folders only
+                try:
+                    await self.sink.put_extra(("dump", "requests.jsonl"), request_log(self), "")
+                except CodError as e:
+                    self._error(e, None)
             try:
                 await self.sink.close(ok and self.state != "cancelled")
             except StorageFullError as e:

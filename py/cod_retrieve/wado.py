@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from .dump import dump_series
 from .errors import Cancelled, CodError, HttpError, IntegrityError, StorageFullError
 from .metadata import Instance
 from .multipart import BodyEnd, MultipartReader, PartData, PartEnd, PartStart, boundary_from_content_type
@@ -218,6 +219,14 @@ async def download_series(job: "Job", sp: SeriesPlan) -> None:
                       else str(why) if why else "it was in neither the series' answer nor its own")
             job._error(CodError(f"series {sp.series_uid}: the server did not send instance {inst.sop_uid}: {reason}",
                                 study=sp.study_uid, series=sp.series_uid, url=inst.uri), sp, inst)
+    if job.dump:
+        try:
+            await dump_series(job, sp, job.dump == "frames")
+        except (asyncio.CancelledError, Cancelled, StorageFullError):
+            raise
+        except CodError as e:
+            job._error(CodError(f"series {sp.series_uid}: the dump could not be written: {e}",
+                                study=sp.study_uid, series=sp.series_uid), sp)
     job._transferred(sp, received, [i for i in sp.instances if i.sop_uid in sp.saved and i.sop_uid not in before])
 
 

@@ -298,6 +298,13 @@ class ZipSink:
             elif sp.missing:
                 st.expected += 1
 
+    async def put_extra(self, parts: tuple[str, ...], data: bytes, study: str) -> None:
+        """A file that is not an instance (a dump's metadata or frames) into the study's zip."""
+        st = self.studies[study]
+        async with st.lock:
+            await self._ensure_open(st)
+            await self._emit(st, st.stream.add("/".join(parts), data))
+
     async def put(self, instance: Instance, data: bytes | bytearray) -> None:
         st = self.studies[instance.study_uid]
         async with st.lock:

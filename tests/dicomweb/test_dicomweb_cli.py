@@ -23,8 +23,11 @@ def test_dicomweb_from_the_command_line(orthanc_study, tmp_path):
     stats = run_cli("stats", src, study.study_uid, "--json")
     assert stats.returncode == 0, stats.stderr
     assert last(events(stats), "stats")["totalInstanceCount"] == 6
-    first = run_cli("download", src, study.study_uid, "--out", tmp_path, "--layout", "descriptive", "--json")
+    first = run_cli("download", src, study.study_uid, "--out", tmp_path, "--layout", "descriptive", "--json",
+                    "--dump", "metadata")
     assert first.returncode == 0, first.stderr
+    assert (tmp_path / "dump" / study.study_uid / "study.json").is_file()
+    assert (tmp_path / "dump" / "requests.jsonl").read_text().count("\n") >= 4
     got = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*.dcm"))
     assert got == want
     again = run_cli("download", src, study.study_uid, "--out", tmp_path, "--layout", "descriptive", "--json")

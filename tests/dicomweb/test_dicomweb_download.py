@@ -171,3 +171,39 @@ def test_descriptive_layout_and_zip_from_dicomweb(orthanc_study, tmp_path):
     # the records name each file's own transfer syntax (the listing does not carry it)
     assert {str(i.TransferSyntaxUID) for i in fs} == {str(pydicom.dcmread(io.BytesIO(d)).file_meta.TransferSyntaxUID)
                                                       for d in want.values()}
+
+
+def test_dump_metadata_frames_and_requests(orthanc_study, tmp_path):
+    """dicomweb-dump's job: study and series metadata as the server gives them, each
+    instance's frames (equal to the files' own encapsulated frames), a record per request."""
+    import json
+    from pydicom.encaps import generate_frames
+
+    study = orthanc_study
+
+    async def go():
+        cd = await _cd(tmp_path, study.server.dicomweb)
+        job = await cd.download([study.study_uid], dump="frames")
+        errors = []
+        job.on_error(errors.append)
+        await job.start()
+        return errors
+
+    assert asyncio.run(go()) == []
+    dump = tmp_path / "dump" / study.study_uid
+    assert [s["0020000D"]["Value"][0] for s in json.loads((dump / "study.json").read_text())] == [study.study_uid]
+    for series, insts in study.series.items():
+        meta = json.loads((dump / series / "metadata.json").read_text())
+        assert sorted(m["00080018"]["Value"][0] for m in meta) == sorted(i.sop_uid for i in insts)
+        for i in insts:
+            ds = pydicom.dcmread(io.BytesIO(i.data))
+            frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+            got = (dump / series / i.sop_uid / "frame-1").read_bytes()
+            assert got.rstrip(b"\0") == frame.rstrip(b"\0"), i.sop_uid      # even-length padding aside
+    records = [json.loads(line) for line in (tmp_path / "dump" / "requests.jsonl").read_text().splitlines()]
+    assert records and all(r["status"] == 200 and r["ttfb"] >= 0 for r in records)
+    retrievals = [r for r in records if "multipart/related" in r["request"].get("Accept", "")]
+    assert retrievals and all(r["ttlb"] is not None and r["ttlb"] >= r["ttfb"] and r["bytes"] > 0 for r in retrievals)
+    assert all("authorization" not in {k.lower() for k in r["request"]} for r in records)
+    # the files themselves are still exactly the instances, and nothing else is beside them
+    assert {p.name[:-4]: p.read_bytes() for p in (tmp_path / study.study_uid).rglob("*.dcm")} == _want(study)

@@ -21,7 +21,7 @@ async ({ root, study, folder }) => {
   await cod.initDirectory();
   cod.initSource({ dicomweb: root });
   const stats = await cod.getStats([study]);
-  const job = await cod.download([study], false);
+  const job = await cod.download([study], false, { dump: true });
   const errors = [];
   job.onError((p) => errors.push(p.error.message));
   const result = await job.start();
@@ -63,7 +63,10 @@ def test_module_downloads_from_dicomweb(page, site_url, orthanc_study, cors_prox
     assert cut.fired == 1
     got = {k: v["sha256"] for k, v in read_folder(page, "dw-module").items()}
     got.pop("log.json")
-    assert got == _want(study)
+    dumped = sorted(k for k in got if k.startswith("dump/"))
+    assert dumped == sorted([f"dump/{study.study_uid}/study.json", "dump/requests.jsonl",
+                             *(f"dump/{study.study_uid}/{s}/metadata.json" for s in study.series)])
+    assert {k: v for k, v in got.items() if not k.startswith("dump/")} == _want(study)
     assert any("/instances/" in p for p in _retrievals(cors_proxy))   # what the cut answer lacked, alone
 
 

@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--write-manifest", action="store_true",
                    help="write cod-manifest.csv (path, size, CRC32C and UIDs per instance; status per series) "
                         "beside the files, or in each zip")
+    d.add_argument("--dump", choices=["metadata", "frames"],
+                   help="DICOMweb: write the server's study and series metadata (DICOM JSON) and a record of "
+                        "every request under OUT/dump/; 'frames' writes each instance's frames too")
     d.add_argument("--concurrency", type=int, default=4, help="series downloaded at once (default 4)")
 
     s = sub.add_parser("stats", parents=[common], help="what a download would fetch (and what --out holds)")
@@ -155,7 +158,8 @@ async def download(args: argparse.Namespace, out: Output) -> Exit:
     else:
         await cod.init_directory(str(args.out))
     job = await cod.download(sel.studies, args.zip, series=sel.series, layout=args.layout,
-                             manifest=args.write_manifest)
+                             manifest=args.write_manifest,
+                             dump={"metadata": True, "frames": "frames"}.get(args.dump or "", None))
     plan = job.plan
     for w in plan.warnings:
         out.message(f"warning: {w}")
