@@ -14,6 +14,7 @@ server); a rerun skips what log.json already holds.
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
@@ -235,6 +236,7 @@ async def download_archive(job: "Job", plan: Plan) -> None:
     current: _File | None = None
     info: dict[str, Any] = {}
     error: CodError | None = None
+    unreported, last_report = 0, time.monotonic()
     try:
         async for chunk in job.client.body(source.url, f"archive {source.url}", info=info):
             for ev in unpacker.feed(chunk):
@@ -246,7 +248,12 @@ async def download_archive(job: "Job", plan: Plan) -> None:
                     done, current = current, None
                     await done.end()
             job.bytes_total = info.get("length") or 0
-            job._progress(_whole(run, source), len(chunk), info.get("length"))
+            unreported += len(chunk)
+            if time.monotonic() - last_report >= job.progress_interval:    # coalesced, as for a tar
+                job._progress(_whole(run, source), unreported, info.get("length"))
+                unreported, last_report = 0, time.monotonic()
+        if unreported:
+            job._progress(_whole(run, source), unreported, info.get("length"))
         for ev in unpacker.end():
             if isinstance(ev, FileData):
                 await current.data(ev.data)

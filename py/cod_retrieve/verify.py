@@ -50,7 +50,9 @@ def dicom_sop_uid(head: bytes, where: str) -> str:
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
 
-def _walk_file_meta(head: bytes) -> str | None:
+def _walk_file_meta(head: bytes, wanted: int = 0x0003) -> str | None:
+    """A UI element of the file meta group (default MediaStorageSOPInstanceUID),
+    or None when the head ends before it."""
     pos = 132
     while pos + 8 <= len(head):
         group, elem = int.from_bytes(head[pos:pos + 2], "little"), int.from_bytes(head[pos + 2:pos + 4], "little")
@@ -65,10 +67,17 @@ def _walk_file_meta(head: bytes) -> str | None:
             length, pos = int.from_bytes(head[pos + 6:pos + 8], "little"), pos + 8
         if length == 0xFFFFFFFF or pos + length > len(head):
             return None
-        if elem == 0x0003 and vr == b"UI":
+        if elem == wanted and vr == b"UI":
             return head[pos:pos + length].decode("ascii", "replace").rstrip("\0 ")
         pos += length
     return None
+
+
+def transfer_syntax(head: bytes) -> str | None:
+    """The file's TransferSyntaxUID from its file meta group, where the head holds it."""
+    if len(head) < 132 or head[128:132] != b"DICM":
+        return None
+    return _walk_file_meta(head, 0x0010)
 
 
 def _pydicom_sop_uid(head: bytes, where: str) -> str:

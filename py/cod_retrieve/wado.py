@@ -16,6 +16,7 @@ server holds them); a server that refuses it is asked again without it.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from .dump import dump_series
@@ -23,7 +24,7 @@ from .errors import Cancelled, CodError, HttpError, IntegrityError, StorageFullE
 from .metadata import Instance
 from .multipart import BodyEnd, MultipartReader, PartData, PartEnd, PartStart, boundary_from_content_type
 from .plan import SeriesPlan
-from .verify import HEAD_BYTES, dicom_sop_uid
+from .verify import HEAD_BYTES, dicom_sop_uid, transfer_syntax
 
 if TYPE_CHECKING:
     from .job import Job
@@ -127,17 +128,9 @@ class _Part:
 def _learn_file_meta(inst: Instance, head: bytes) -> None:
     """Keep what the file itself says of its encoding (a DICOMDIR record names
     it): the listing does not carry the transfer syntax."""
-    try:
-        from pydicom import filereader  # noqa: PLC0415 - only the media layout needs it, read lazily
-        import io
-        fp = io.BytesIO(head)
-        fp.seek(132)
-        meta = filereader._read_file_meta_info(fp)
-        ts = meta.get("TransferSyntaxUID")
-    except Exception:  # noqa: BLE001 - the listing's view stays as it was
-        return
+    ts = transfer_syntax(head)
     if ts and isinstance(inst.dicom_json, dict):
-        inst.dicom_json["00020010"] = {"vr": "UI", "Value": [str(ts)]}
+        inst.dicom_json["00020010"] = {"vr": "UI", "Value": [ts]}
 
 
 async def retrieve(job: "Job", sp: SeriesPlan, url: str, want: list[Instance], what: str) -> int:
@@ -148,7 +141,8 @@ async def retrieve(job: "Job", sp: SeriesPlan, url: str, want: list[Instance], w
     pending: list[tuple[Instance, asyncio.Task]] = []
     reader: MultipartReader | None = None
     current: _Part | None = None
-    got = 0
+    got = unreported = 0
+    last_report = time.monotonic()
     try:
         async for chunk in job.client.body(url, what, info=info, accept=job.wado_accept, resumable=False):
             got += len(chunk)
@@ -164,7 +158,12 @@ async def retrieve(job: "Job", sp: SeriesPlan, url: str, want: list[Instance], w
                     await part.end()
                 elif isinstance(ev, BodyEnd):
                     break
-            job._progress(sp, len(chunk), None)
+            unreported += len(chunk)
+            if time.monotonic() - last_report >= job.progress_interval:     # coalesced, as for a tar
+                job._progress(sp, unreported, None)
+                unreported, last_report = 0, time.monotonic()
+        if unreported:
+            job._progress(sp, unreported, None)
         if reader is None:
             reader = MultipartReader(boundary_from_content_type(info.get("content_type", "")))
         reader.end()

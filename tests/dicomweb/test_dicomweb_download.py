@@ -207,3 +207,34 @@ def test_dump_metadata_frames_and_requests(orthanc_study, tmp_path):
     assert all("authorization" not in {k.lower() for k in r["request"]} for r in records)
     # the files themselves are still exactly the instances, and nothing else is beside them
     assert {p.name[:-4]: p.read_bytes() for p in (tmp_path / study.study_uid).rglob("*.dcm")} == _want(study)
+
+
+def test_a_refused_transfer_syntax_falls_back(own_orthanc_study, tmp_path):
+    """A server that refuses `transfer-syntax=*` (406 here, from the proxy) is asked again
+    without it, once for the job; Orthanc then sends what it converts to. The sample's JPEG 2000
+    cannot be converted by this Orthanc, so an uncompressed real CT is used."""
+    import pydicom
+    from support.orthanc import upload_instances
+    from support.studies import pydicom_data_dir
+
+    study = own_orthanc_study
+    ct = pydicom.dcmread(pydicom_data_dir() / "693_UNCI.dcm")
+    upload_instances(study.server, [(pydicom_data_dir() / "693_UNCI.dcm")])
+    proxy = FaultProxy("127.0.0.1", study.server.port)
+    refuse = on_path(str(ct.SeriesInstanceUID), Fault("status", status=406))
+    proxy.rules.append(refuse)
+    rec = Recorder()
+    try:
+        async def go():
+            cd = await _cd(tmp_path, f"{proxy.url}/dicom-web", rec)
+            return await run_download(cd, [str(ct.StudyInstanceUID)])
+        job, result, ev = asyncio.run(go())
+    finally:
+        proxy.stop()
+    assert refuse.fired == 1 and ev["error"] == [] and len(result["succeeded"]) == 1
+    accepts = [h["Accept"] for u, h in rec.calls if "multipart/related" in h.get("Accept", "")]
+    assert accepts == ['multipart/related; type="application/dicom"; transfer-syntax=*',
+                       'multipart/related; type="application/dicom"']
+    (path,) = list(tmp_path.rglob("*.dcm"))
+    got = pydicom.dcmread(path)
+    assert got.SOPInstanceUID == ct.SOPInstanceUID and got.pixel_array.tobytes() == ct.pixel_array.tobytes()

@@ -8,7 +8,7 @@ import pytest
 
 import build
 from support.browser import CHROMIUM, CHROMIUM_ARGS, PICKER, open_page
-from support.orthanc_study import orthanc, orthanc_study  # noqa: F401 - fixtures (DICOMweb in the browser)
+from support.orthanc_study import orthanc, orthanc_study, own_orthanc_study  # noqa: F401 - fixtures (DICOMweb)
 
 
 @pytest.fixture(scope="session")

@@ -94,3 +94,36 @@ def test_page_downloads_from_dicomweb(page, site_url, orthanc_study, cors_proxy)
     page.wait_for_selector("body[data-job-state]", timeout=120_000)
     assert page.evaluate("document.body.dataset.jobState") == "done", page.locator("#errors").inner_text()
     assert len(_retrievals(cors_proxy)) == before
+
+
+def test_module_reports_an_instance_the_server_does_not_send(page, site_url, own_orthanc_study):
+    """Listed when the job was made, deleted from Orthanc before it starts: reported by name,
+    its series failed, every other file in place."""
+    study = own_orthanc_study
+    series, insts = next(iter(study.series.items()))
+    gone = insts[1]
+    proxy = FaultProxy("127.0.0.1", study.server.port, cors=True)
+    try:
+        page.goto(f"{site_url}/index.html")
+        page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+        page.evaluate("""async ({ root, study }) => {
+            const { createCodDownload } = await import('/cod-retrieve.mjs');
+            const cod = await createCodDownload({});
+            window.__pickedName = 'dw-missing';
+            await cod.initDirectory();
+            cod.initSource({ dicomweb: root });
+            window.__job = await cod.download([study], false);
+            window.__errors = [];
+            window.__job.onError((p) => window.__errors.push({ instance: p.instance, message: p.error.message }));
+        }""", {"root": f"{proxy.url}/dicom-web", "study": study.study_uid})
+        study.server.request("DELETE", f"/instances/{gone.orthanc_id}")
+        result = page.evaluate("async () => { const r = await window.__job.start(); return { r, errors: window.__errors }; }")
+    finally:
+        proxy.stop()
+    assert [e["instance"] for e in result["errors"]] == [gone.sop_uid]
+    assert "did not send instance" in result["errors"][0]["message"]
+    assert [f["series"] for f in result["r"]["failed"]] == [series]
+    got = {k: v["sha256"] for k, v in read_folder(page, "dw-missing").items()}
+    got.pop("log.json")
+    assert got == {f"{study.study_uid}/{series}/instances/{i.sop_uid}.dcm": hashlib.sha256(i.data).hexdigest()
+                   for i in insts if i is not gone}
