@@ -209,6 +209,7 @@ class _Run:
         self.by_series: dict[tuple[str, str], tuple[SeriesPlan, dict]] = {}
         self.seen: set[str] = set()
         self.skipped: list[dict[str, str]] = []
+        self.current: _File | None = None           # the file being read
 
     async def series(self, study: str, series: str, doc: dict) -> tuple[SeriesPlan, dict]:
         found = self.by_series.get((study, series))
@@ -233,20 +234,12 @@ async def download_archive(job: "Job", plan: Plan) -> None:
     run = _Run(job, plan)
     source = plan.archive.source
     unpacker = Unpacker(source.limits)
-    current: _File | None = None
     info: dict[str, Any] = {}
     error: CodError | None = None
     unreported, last_report = 0, time.monotonic()
     try:
         async for chunk in job.client.body(source.url, f"archive {source.url}", info=info):
-            for ev in unpacker.feed(chunk):
-                if isinstance(ev, FileData):
-                    await current.data(ev.data)
-                elif isinstance(ev, FileStart):
-                    current = _File(job, run, ev.name, ev.size)
-                elif isinstance(ev, FileEnd):
-                    done, current = current, None
-                    await done.end()
+            await _apply(job, run, unpacker.feed(chunk))
             job.bytes_total = info.get("length") or 0
             unreported += len(chunk)
             if time.monotonic() - last_report >= job.progress_interval:    # coalesced, as for a tar
@@ -254,17 +247,10 @@ async def download_archive(job: "Job", plan: Plan) -> None:
                 unreported, last_report = 0, time.monotonic()
         if unreported:
             job._progress(_whole(run, source), unreported, info.get("length"))
-        for ev in unpacker.end():
-            if isinstance(ev, FileData):
-                await current.data(ev.data)
-            elif isinstance(ev, FileStart):
-                current = _File(job, run, ev.name, ev.size)
-            elif isinstance(ev, FileEnd):
-                done, current = current, None
-                await done.end()
+        await _apply(job, run, unpacker.end())
     except CodError as e:
-        if current is not None:
-            await current.abort()
+        if run.current is not None:
+            await run.current.abort()
         error = e
     finally:
         job.archive_skipped = run.skipped
@@ -282,6 +268,18 @@ async def download_archive(job: "Job", plan: Plan) -> None:
                          + (f" ({len(run.skipped)} other files skipped)" if run.skipped else ""))
         plan.errors.append(empty)
         job._error(empty, None)
+
+
+async def _apply(job: "Job", run: _Run, events) -> None:
+    """The unpacker's events to the files they belong to (`run.current`: the one open)."""
+    for ev in events:
+        if isinstance(ev, FileData):
+            await run.current.data(ev.data)
+        elif isinstance(ev, FileStart):
+            run.current = _File(job, run, ev.name, ev.size)
+        elif isinstance(ev, FileEnd):
+            done, run.current = run.current, None
+            await done.end()
 
 
 def _whole(run: _Run, source: ArchiveSource) -> SeriesPlan:

@@ -71,22 +71,15 @@ class CodDownload:
         self.client = None            # a token refreshed for another bucket does not carry over
         return self.bucket
 
-    def init_source(self, details: Any) -> Bucket | DicomwebServer:
+    def init_source(self, details: Any) -> Bucket | DicomwebServer | ArchiveSource:
         """Where to download from, as `init_bucket` takes a bucket: an object
-        with `dicomweb` (a DICOMweb service root, and `token`) or the bucket
-        forms `init_bucket` takes."""
-        if isinstance(details, ArchiveSource) or (isinstance(details, Mapping) and details.get("archive")):
-            self.source = details if isinstance(details, ArchiveSource) else parse_archive(details)
-            self.bucket = None
-            self.last_plan = None
-            self.client = None
-            return self.source
-        if isinstance(details, DicomwebServer) or (isinstance(details, Mapping) and details.get("dicomweb")):
-            self.source = details if isinstance(details, DicomwebServer) else parse_dicomweb(details)
-            self.bucket = None
-            self.last_plan = None
-            self.client = None
-            return self.source
+        with `dicomweb` (a DICOMweb service root) or `archive` (the URL of a
+        zip, tar or tar.gz), each with an optional `token`; or any bucket form."""
+        for kind, key, parse in ((DicomwebServer, "dicomweb", parse_dicomweb), (ArchiveSource, "archive", parse_archive)):
+            if isinstance(details, kind) or (isinstance(details, Mapping) and details.get(key)):
+                self.source = details if isinstance(details, kind) else parse(details)
+                self.bucket = self.last_plan = self.client = None
+                return self.source
         return self.init_bucket(details)
 
     def _client(self) -> Client:

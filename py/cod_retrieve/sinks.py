@@ -47,11 +47,7 @@ class FolderSink:
         """Remove what a killed writer left: hidden `.part` files in the
         folders of series still to fetch (a process killed mid-write)."""
         self.plans.extend(p for p in plans if p not in self.plans)   # an archive adds series as it finds them
-        for where in folders_of(i for sp in plans if sp.metadata is not None and not sp.complete
-                                for i in sp.missing):
-            for name in await self.folder.list(where):
-                if is_leftover(name):
-                    await self.folder.remove((*where, name))
+        await self._remove_leftovers(sp for sp in plans if sp.metadata is not None and not sp.complete)
 
     async def put(self, instance: Instance, data: bytes | bytearray) -> None:
         await self.folder.write_atomic(instance.path, data)
@@ -72,8 +68,16 @@ class FolderSink:
 
     async def close(self, ok: bool) -> None:
         await self.journal.flush()
+        if not ok:          # stopped early: no writer of this job is left, so no .part is anyone's
+            await self._remove_leftovers(sp for sp in self.plans if sp.metadata is not None and not sp.complete)
         for name, data in sidecar_files(self.plans, self.layout, self.manifest):
             await self.folder.write_atomic((name,), data)
+
+    async def _remove_leftovers(self, plans) -> None:
+        for where in folders_of(i for sp in plans for i in sp.missing):
+            for name in await self.folder.list(where):
+                if is_leftover(name):
+                    await self.folder.remove((*where, name))
 
     def describe(self, instance: Instance) -> str:
         return "/".join(instance.path)

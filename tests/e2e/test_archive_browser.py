@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pydicom
 
-from support.browser import read_folder
+from support.browser import download_from_page, read_folder
 
 SAMPLE_TAR = Path("/work/shared/samples/series-1.2.826.0.1.3680043.8.498.11.tar")
 BUCKET = "cod-archives-browser"
@@ -51,12 +51,7 @@ def test_page_archive_zip(page, site_url, bucket_server, tmp_path):
     page.goto(f"{site_url}/index.html?{urllib.parse.urlencode([('archive', url)])}")
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
     assert page.get_by_label("Archive URL (zip, tar, tar.gz)").is_checked()
-    page.evaluate("window.__pickedName = 'archive-page'")
-    page.get_by_role("button", name="Choose folder").click()
-    page.wait_for_function("!document.getElementById('download').disabled")
-    page.get_by_role("button", name="Download", exact=True).click()
-    page.wait_for_selector("body[data-job-state]", timeout=120_000)
-    assert page.evaluate("document.body.dataset.jobState") == "done", page.locator("#errors").inner_text()
+    download_from_page(page, "archive-page")
     got = {k: v["sha256"] for k, v in read_folder(page, "archive-page").items()}
     got.pop("log.json")
     assert got == want

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-from support.browser import expected_files, read_folder
+from support.browser import download_from_page, expected_files, read_folder
 
 MODULE = """
 async ({ api, bucket, prefix, study, series, folder }) => {
@@ -54,15 +54,6 @@ def _page_url(site_url, server, fx, extra=()) -> str:
     return f"{site_url}/index.html?{urllib.parse.urlencode(q)}"
 
 
-def _download_from_page(page, folder):
-    page.evaluate(f"window.__pickedName = '{folder}'")
-    page.get_by_role("button", name="Choose folder").click()
-    page.wait_for_function("!document.getElementById('download').disabled")
-    page.get_by_role("button", name="Download", exact=True).click()
-    page.wait_for_selector("body[data-job-state]", timeout=120_000)
-    assert page.evaluate("document.body.dataset.jobState") == "done", page.locator("#errors").inner_text()
-
-
 def test_page_basket_leaves_out_an_unticked_series(page, site_url, bucket_server, demo_studies):
     fx = demo_studies[0]
     page.goto(_page_url(site_url, bucket_server, fx))
@@ -74,7 +65,7 @@ def test_page_basket_leaves_out_an_unticked_series(page, site_url, bucket_server
     rows.nth(1).get_by_role("checkbox").uncheck()               # by its label, as a keyboard or screen reader user
     assert page.locator("#summary").inner_text().startswith("2 of 3 series selected: ")
     assert page.evaluate("document.getElementById('select-all').indeterminate")
-    _download_from_page(page, "basket-page")
+    download_from_page(page, "basket-page")
     kept = sorted(s for s in fx.series if s != dropped)
     got = read_folder(page, "basket-page")
     got.pop("log.json")
@@ -90,7 +81,7 @@ def test_page_takes_the_series_from_its_address(page, site_url, bucket_server, d
     wanted = sorted(fx.series)[2]
     page.goto(_page_url(site_url, bucket_server, fx, [("SeriesInstanceUIDs", wanted)]))
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
-    _download_from_page(page, "basket-address")
+    download_from_page(page, "basket-address")
     got = read_folder(page, "basket-address")
     got.pop("log.json")
     assert got == _only(expected_files(bucket_server.url, fx), [wanted])
@@ -147,7 +138,7 @@ def test_manifest_fills_the_basket_and_the_filter_narrows_the_view(page, site_ur
     page.get_by_label("Show only series matching").fill("")
     assert page.locator("#series-table tr[data-series]:not([hidden])").count() == 3
 
-    _download_from_page(page, "basket-manifest")
+    download_from_page(page, "basket-manifest")
     got = read_folder(page, "basket-manifest")
     got.pop("log.json")
     assert got == _only(expected_files(bucket_server.url, fx), chosen)

@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from support.browser import read_folder
+from support.browser import download_from_page, read_folder
 from support.faultproxy import Fault, FaultProxy, on_path
 
 MODULE = """
@@ -77,12 +77,7 @@ def test_page_downloads_from_dicomweb(page, site_url, orthanc_study, cors_proxy)
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
     assert page.get_by_label("DICOMweb server").is_checked()
     assert page.get_by_label("DICOMweb root URL").is_visible() and not page.get_by_label("Bucket URL").is_visible()
-    page.evaluate("window.__pickedName = 'dw-page'")
-    page.get_by_role("button", name="Choose folder").click()
-    page.wait_for_function("!document.getElementById('download').disabled")
-    page.get_by_role("button", name="Download", exact=True).click()
-    page.wait_for_selector("body[data-job-state]", timeout=120_000)
-    assert page.evaluate("document.body.dataset.jobState") == "done", page.locator("#errors").inner_text()
+    download_from_page(page, "dw-page")
     assert page.locator("#series-table tbody td:last-child").all_inner_texts() == ["saved", "saved"]
     assert "size known once downloaded" in page.locator("#summary").inner_text()
     got = {k: v["sha256"] for k, v in read_folder(page, "dw-page").items()}

@@ -17,7 +17,7 @@ from pathlib import Path
 import pydicom
 from pydicom.fileset import FileSet
 
-from support.browser import expected_files, read_folder
+from support.browser import download_from_page, expected_files, read_folder
 
 # Every file under an OPFS folder, as base64 (small studies only).
 READ_BYTES = """
@@ -84,12 +84,7 @@ def test_page_descriptive_layout_with_manifest(page, site_url, bucket_server, de
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
     page.get_by_label("Layout").select_option("descriptive")
     page.get_by_label("Write a manifest").check()
-    page.evaluate("window.__pickedName = 'layout-page'")
-    page.get_by_role("button", name="Choose folder").click()
-    page.wait_for_function("!document.getElementById('download').disabled")
-    page.get_by_role("button", name="Download", exact=True).click()
-    page.wait_for_selector("body[data-job-state]", timeout=120_000)
-    assert page.evaluate("document.body.dataset.jobState") == "done", page.locator("#errors").inner_text()
+    download_from_page(page, "layout-page")
 
     got = read_folder(page, "layout-page")
     log = json.loads(base64.b64decode(page.evaluate(READ_BYTES, "layout-page")["log.json"]))

@@ -9,7 +9,7 @@ import hashlib
 import threading
 import urllib.parse
 
-from support.browser import expected_files, read_folder
+from support.browser import download_from_page, expected_files, read_folder
 from support.faultproxy import Fault, on_path
 
 SHOWN = "[...document.querySelectorAll('td[data-thumbnail-shown]')].map(td => td.dataset.thumbnailShown)"
@@ -74,12 +74,7 @@ def test_thumbnails_lazy_and_never_blocking(page, site_url, fresh_proxy, bucket_
             return [s for s in fresh_proxy.seen if "thumbnail.mp4" in s.path and not s.done]
         fresh_proxy.wait_until(lambda: hold.fired == len(videos), what="every video thumbnail held")
         assert len(held()) == len(videos)
-        page.evaluate("window.__pickedName = 'thumbs'")
-        page.get_by_role("button", name="Choose folder").click()
-        page.wait_for_function("!document.getElementById('download').disabled")
-        page.get_by_role("button", name="Download", exact=True).click()
-        page.wait_for_selector("body[data-job-state]", timeout=120_000)
-        assert page.evaluate("document.body.dataset.jobState") == "done", page.locator("#errors").inner_text()
+        download_from_page(page, "thumbs")
         assert len(held()) == len(videos) and not release.is_set()   # still held: nothing waited for them
         got = read_folder(page, "thumbs")
         got.pop("log.json")

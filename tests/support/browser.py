@@ -217,3 +217,14 @@ def open_page(browser, init_script: str | None = None):
     pg.on("console", lambda m: pg.console_messages.append(f"{m.type}: {m.text}"))
     pg.on("pageerror", lambda e: pg.console_messages.append(f"pageerror: {e}"))
     return pg
+
+
+def download_from_page(page, folder: str) -> None:
+    """The page's own buttons, as a user: Choose folder (the substituted picker answers
+    with OPFS folder `folder`), Download, and the job ends "done"."""
+    page.evaluate("name => { window.__pickedName = name; }", folder)
+    page.get_by_role("button", name="Choose folder").click()
+    page.wait_for_function("!document.getElementById('download').disabled")
+    page.get_by_role("button", name="Download", exact=True).click()
+    page.wait_for_selector("body[data-job-state]", timeout=120_000)
+    assert page.evaluate("document.body.dataset.jobState") == "done", page.locator("#errors").inner_text()

@@ -8,7 +8,6 @@ directly loses ``Content-Encoding`` and breaks listings).
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import http.client
 import json
@@ -23,6 +22,8 @@ import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Iterator
+
+from .childserver import ChildServer
 
 __all__ = ["BucketServer", "start_bucket_server", "find_free_port"]
 
@@ -54,7 +55,7 @@ def _quote(name: str) -> str:
     return urllib.parse.quote(name, safe="")
 
 
-class BucketServer:
+class BucketServer(ChildServer):
     """A running fake-gcs-server. Use :func:`start_bucket_server` to create one."""
 
     url: str
@@ -62,56 +63,14 @@ class BucketServer:
     root: Path
 
     def __init__(self, proc: subprocess.Popen, port: int, root: Path, tmpdir=None):
-        self._proc = proc
-        self.port = port
-        self.root = root
-        self.url = f"http://127.0.0.1:{port}"
+        super().__init__(proc, port, root)
         self.host = f"127.0.0.1:{port}"
         self._tmpdir = tmpdir
-        self._stopped = False
-        self._lock = threading.Lock()
-        atexit.register(self.stop)
 
-    # -- lifecycle ---------------------------------------------------------------
-    def stop(self) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-        proc = self._proc
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=5)
+    def _stopped_hook(self) -> None:
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
-        try:
-            atexit.unregister(self.stop)
-        except Exception:
-            pass
-
-    @property
-    def alive(self) -> bool:
-        return not self._stopped and self._proc.poll() is None
-
-    def __enter__(self) -> "BucketServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"BucketServer(url={self.url!r}, root={str(self.root)!r})"
 
     # -- low-level HTTP ----------------------------------------------------------
     def _conn(self, timeout: float = 600) -> http.client.HTTPConnection:

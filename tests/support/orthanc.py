@@ -24,12 +24,10 @@ tests/dicomweb/test_orthanc_testbed.py):
 
 from __future__ import annotations
 
-import atexit
 import http.client
 import json
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -37,6 +35,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .bucket import _child_setup, find_free_port
+from .childserver import ChildServer
 
 __all__ = ["OrthancServer", "find_orthanc", "start_orthanc", "upload_instances", "DICOMWEB_ROOT"]
 
@@ -65,57 +64,15 @@ def find_orthanc() -> tuple[Path, Path] | None:
     return Path(binary), Path(plugin)
 
 
-class OrthancServer:
+class OrthancServer(ChildServer):
     """A running Orthanc. Use :func:`start_orthanc` to create one."""
 
+    stop_timeout = 20.0     # SIGTERM lets Orthanc close its index cleanly
+
     def __init__(self, proc: subprocess.Popen, port: int, root: Path, log: Path) -> None:
-        self._proc = proc
-        self.port = port
-        self.root = root
+        super().__init__(proc, port, root)
         self.log = log
-        self.url = f"http://127.0.0.1:{port}"
         self.dicomweb = self.url + DICOMWEB_ROOT.rstrip("/")
-        self._stopped = False
-        self._lock = threading.Lock()
-        atexit.register(self.stop)
-
-    def stop(self, timeout: float = 20) -> None:
-        """SIGTERM (Orthanc closes its index cleanly), SIGKILL if it does not exit in time."""
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-        proc = self._proc
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=10)
-        try:
-            atexit.unregister(self.stop)
-        except Exception:
-            pass
-
-    @property
-    def alive(self) -> bool:
-        return not self._stopped and self._proc.poll() is None
-
-    def __enter__(self) -> "OrthancServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"OrthancServer(url={self.url!r}, root={str(self.root)!r})"
 
     def log_tail(self, lines: int = 30) -> str:
         try:
