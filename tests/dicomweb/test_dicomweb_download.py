@@ -238,3 +238,30 @@ def test_a_refused_transfer_syntax_falls_back(own_orthanc_study, tmp_path):
     (path,) = list(tmp_path.rglob("*.dcm"))
     got = pydicom.dcmread(path)
     assert got.SOPInstanceUID == ct.SOPInstanceUID and got.pixel_array.tobytes() == ct.pixel_array.tobytes()
+
+
+def test_paged_listing_and_resume_of_one_instance(orthanc_study, tmp_path, monkeypatch):
+    """QIDO-RS pages of two (Orthanc honours limit/offset): every instance listed once; a
+    file deleted after the download is fetched again alone, by instance-level WADO-RS."""
+    import cod_retrieve.dicomweb as dicomweb
+
+    study = orthanc_study
+    monkeypatch.setattr(dicomweb, "PAGE", 2)
+    rec = Recorder()
+
+    async def go():
+        cd = await _cd(tmp_path, study.server.dicomweb, rec)
+        return await run_download(cd, [study.study_uid])
+
+    job, result, ev = asyncio.run(go())
+    assert ev["error"] == [] and len(result["succeeded"]) == 2
+    listings = [u for u, h in rec.calls if "limit=2" in u and "/instances?" in u]
+    assert len(listings) == 2 * 3                          # per series of 3: pages of 2, 1 and an empty one
+    series, insts = next(iter(study.series.items()))
+    victim = tmp_path / study.study_uid / series / "instances" / f"{insts[0].sop_uid}.dcm"
+    victim.unlink()
+    rec.clear()
+    job, result, ev = asyncio.run(go())
+    assert ev["error"] == [] and victim.read_bytes() == study.server.instance_file(insts[0].orthanc_id)
+    assert [u for u in _retrievals(rec)] == [f"{study.server.dicomweb}/studies/{study.study_uid}/series/{series}"
+                                             f"/instances/{insts[0].sop_uid}"]
