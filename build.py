@@ -59,7 +59,7 @@ PYODIDE_NPM = NODE_MODULES / "pyodide"
 REQUIREMENTS = ROOT / "requirements-test.txt"
 
 APT_PACKAGES = ["chromium", "chromium-driver", "firefox-esr", "webkit2gtk-driver", "xvfb", "unzip",
-                "xdotool", "imagemagick", "orthanc", "orthanc-dicomweb", "zip", "p7zip-full", "ffmpeg"]
+                "xdotool", "imagemagick", "orthanc", "orthanc-dicomweb", "zip", "p7zip-full", "ffmpeg", "iproute2"]
 
 # Pure-Python wheels from PyPI shipped next to the Pyodide core: (name, version, sha256).
 PYPI_WHEELS = [

@@ -5,6 +5,7 @@ splits into files byte-equal to what Orthanc stores."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -147,9 +148,13 @@ def test_wado_rs_without_transfer_syntax_star(orthanc_study):
 
 
 def test_testbed_is_private(orthanc):
-    """Our own configuration: no DICOM port, DICOMweb at /dicom-web/, storage under pytest's tmp."""
+    """Our own configuration: no DICOM port, DICOMweb at /dicom-web/, storage under pytest's tmp;
+    its network a namespace of its own (reached through the loopback relay) where allowed."""
     system = orthanc.get_json("/system")
-    assert system["HttpPort"] == orthanc.port and system["Name"] == "cod-retrieve-test"
+    inner = orthanc.relay.target_port if orthanc.relay is not None else orthanc.port
+    assert system["HttpPort"] == inner and system["Name"] == "cod-retrieve-test"
+    if orthanc.relay is not None:
+        assert os.stat(f"/proc/{orthanc._proc.pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
     config = json.loads((orthanc.root / "orthanc.json").read_text())
     assert config["DicomServerEnabled"] is False and config["RemoteAccessAllowed"] is False
     assert str(orthanc.root) in config["StorageDirectory"]

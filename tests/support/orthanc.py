@@ -7,9 +7,12 @@ on 127.0.0.1, the DICOM server disabled, no authentication, remote access refuse
 system configuration (/etc/orthanc) and the system service are never used, so a packaged
 Orthanc that happens to run (port 8042/4242, /var/lib/orthanc) does not clash with it.
 
-Orthanc 1.10 has no option to choose the address it listens on: the HTTP port is bound
-on every interface. `RemoteAccessAllowed: false` makes it answer only clients on the
-loopback interface (others get 403 Forbidden), and the tests only talk to 127.0.0.1.
+Orthanc 1.10 has no option to choose the address it listens on: it binds its HTTP port on
+every interface. So it runs in a network namespace of its own (`unshare --net`, where the
+only interface is loopback) and a relay thread here listens on 127.0.0.1 (a free port) and
+connects into that namespace (`setns` on the relay's dialing thread). Where namespaces are
+not allowed (no CAP_SYS_ADMIN, no `ip`), Orthanc runs in the host's network with
+`RemoteAccessAllowed: false`, answering loopback clients only (others get 403).
 
 What this Orthanc does with QIDO-RS `limit` and `offset` (checked by
 tests/dicomweb/test_orthanc_testbed.py):
@@ -36,6 +39,7 @@ from typing import Iterable
 
 from .bucket import _child_setup, find_free_port
 from .childserver import ChildServer
+from .nsrelay import NamespaceRelay
 
 __all__ = ["OrthancServer", "find_orthanc", "start_orthanc", "upload_instances", "DICOMWEB_ROOT"]
 
@@ -69,10 +73,16 @@ class OrthancServer(ChildServer):
 
     stop_timeout = 20.0     # SIGTERM lets Orthanc close its index cleanly
 
-    def __init__(self, proc: subprocess.Popen, port: int, root: Path, log: Path) -> None:
-        super().__init__(proc, port, root)
+    def __init__(self, proc: subprocess.Popen, port: int, root: Path, log: Path, relay=None) -> None:
+        super().__init__(proc, relay.port if relay is not None else port, root)
         self.log = log
+        self.relay = relay          # NamespaceRelay: Orthanc's own network is a namespace of its own
         self.dicomweb = self.url + DICOMWEB_ROOT.rstrip("/")
+
+    def _stopped_hook(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay = None
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -172,21 +182,63 @@ def start_orthanc(root: Path, timeout: float = 60) -> OrthancServer:
     for sub in ("storage", "index", "tmp"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     last = ""
+    isolate = namespaces_usable()
     for attempt in range(3):   # the free port can be taken between probe and bind
-        port = find_free_port()
+        port = 8042 if isolate else find_free_port()       # inside its own namespace every port is free
         config = root / "orthanc.json"
         config.write_text(json.dumps(_config(root, port, plugin), indent=2))
         log = root / f"orthanc-{attempt}.log"
         preexec = _child_setup if threading.current_thread() is threading.main_thread() else os.setsid
+        cmd = [str(binary), str(config)]
+        if isolate:       # unshare execs sh, sh execs Orthanc: one pid, whose namespace the relay enters
+            cmd = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *cmd]
         with open(log, "wb") as out:
-            proc = subprocess.Popen([str(binary), str(config)], stdin=subprocess.DEVNULL, stdout=out,
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, preexec_fn=preexec, cwd=str(root))
-        server = OrthancServer(proc, port, root, log)
+        relay = None
+        if isolate:
+            relay = _relay_into(proc, port)
+            if relay is None:
+                proc.kill()
+                proc.wait()
+                last = "could not enter Orthanc's network namespace"
+                continue
+        server = OrthancServer(proc, port, root, log, relay)
         if _wait_ready(server, timeout):
             return server
         last = server.log_tail()
         server.stop()
     raise RuntimeError(f"Orthanc did not start; last log lines:\n{last}")
+
+
+_NAMESPACES: bool | None = None
+
+
+def namespaces_usable() -> bool:
+    """Can a child get a network namespace of its own (root or CAP_SYS_ADMIN, and `ip`)?"""
+    global _NAMESPACES
+    if _NAMESPACES is None:
+        try:
+            _NAMESPACES = subprocess.run(["unshare", "--net", "--", "ip", "link", "set", "lo", "up"],
+                                         capture_output=True, timeout=30).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            _NAMESPACES = False
+    return _NAMESPACES
+
+
+def _relay_into(proc: subprocess.Popen, port: int):
+    """A relay from 127.0.0.1 here to `port` in the child's network namespace, once the
+    child has its own (unshare runs first, then execs)."""
+    own = os.stat("/proc/self/ns/net").st_ino
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if os.stat(f"/proc/{proc.pid}/ns/net").st_ino != own:
+                return NamespaceRelay(proc.pid, port)
+        except OSError:
+            pass
+        time.sleep(0.01)
+    return None
 
 
 def _wait_ready(server: OrthancServer, timeout: float) -> bool:
