@@ -9,6 +9,9 @@ async function wrong() {
   job.onError(({ error }) => console.log(error.mesage)); // WRONG: misspelt Error property
   codDownload.initBucket({ bucket: "b", prefix: "p", token: null }); // WRONG: bucketPrefix, not prefix
   await createCodDownload({ concurency: 3 }); // WRONG: misspelt option
+  codDownload.initSource({ dicomweb: 42 }); // WRONG: a URL string, not a number
+  await codDownload.download(["1.2.3"], false, { dump: "pixels" }); // WRONG: true or "frames"
+  await createCodDownload({ manifest: "yes" }); // WRONG: a boolean
 }
 
 void wrong();
