@@ -265,3 +265,26 @@ def test_paged_listing_and_resume_of_one_instance(orthanc_study, tmp_path, monke
     assert ev["error"] == [] and victim.read_bytes() == study.server.instance_file(insts[0].orthanc_id)
     assert [u for u in _retrievals(rec)] == [f"{study.server.dicomweb}/studies/{study.study_uid}/series/{series}"
                                              f"/instances/{insts[0].sop_uid}"]
+
+
+def test_token_provider_answers_a_refusal(orthanc_study, dw_proxy, tmp_path):
+    """A server that wants a bearer token (the proxy refuses any other with 401): the
+    provider is asked, and every request then carries its token."""
+    study = orthanc_study
+    dw_proxy.required_token = "fresh"
+    asked = []
+
+    def provider():
+        asked.append(1)
+        return "fresh"
+
+    async def go():
+        cd = CodDownload(token_provider=provider)
+        await cd.init_directory(tmp_path)
+        cd.init_source({"dicomweb": f"{dw_proxy.url}/dicom-web", "token": "stale"})
+        return await run_download(cd, [study.study_uid])
+
+    job, result, ev = asyncio.run(go())
+    assert ev["error"] == [] and len(result["succeeded"]) == 2 and len(asked) == 1
+    assert {s.auth for s in dw_proxy.seen if s.status == 200} == {"Bearer fresh"}
+    assert {p.name[:-4]: p.read_bytes() for p in tmp_path.rglob("*.dcm")} == _want(study)
