@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
 
@@ -145,7 +145,6 @@ class _File:
             self.sp.saved.add(sop)
             self.skip = True
             return False
-        from dataclasses import replace  # noqa: PLC0415
         inst = replace(inst, place=self.run.place(inst, doc, first))
         self.sp.metadata.instances.append(inst)
         self.inst = inst
@@ -243,10 +242,10 @@ async def download_archive(job: "Job", plan: Plan) -> None:
             job.bytes_total = info.get("length") or 0
             unreported += len(chunk)
             if time.monotonic() - last_report >= job.progress_interval:    # coalesced, as for a tar
-                job._progress(_whole(run, source), unreported, info.get("length"))
+                job._progress(_whole(source), unreported, info.get("length"))
                 unreported, last_report = 0, time.monotonic()
         if unreported:
-            job._progress(_whole(run, source), unreported, info.get("length"))
+            job._progress(_whole(source), unreported, info.get("length"))
         await _apply(job, run, unpacker.end())
     except CodError as e:
         if run.current is not None:
@@ -282,7 +281,7 @@ async def _apply(job: "Job", run: _Run, events) -> None:
             await done.end()
 
 
-def _whole(run: _Run, source: ArchiveSource) -> SeriesPlan:
+def _whole(source: ArchiveSource) -> SeriesPlan:
     """What a progress event of the archive as a whole names."""
     return SeriesPlan("", "", source.url)
 
