@@ -14,17 +14,18 @@ server); a rerun skips what log.json already holds.
 from __future__ import annotations
 
 import io
-import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
 
 from .archive_read import FileData, FileEnd, FileStart, Unpacker
 from .archive_policy import Limits
-from .errors import BucketError, CodError, IntegrityError
+from .errors import BucketError, CodError
+from .headfirst import HeadFirst, Pending, settle
 from .layout import Placement, claim_instance, record_paths
 from .metadata import Instance, SeriesMetadata
 from .plan import Plan, SeriesPlan
+from .progress import ProgressMeter
 from .uids import is_uid
 
 if TYPE_CHECKING:
@@ -73,111 +74,56 @@ class ArchiveRun:
     saved_keys: set[str]
 
 
-class _File:
-    """One file of the archive: its head read until the DICOM header names it,
-    then buffered (small) or streamed into a not-yet-visible file."""
+class _File(HeadFirst):
+    """One file of the archive, named by its DICOM header (read with pydicom)."""
 
     def __init__(self, job: "Job", run: "_Run", name: str, size: int | None) -> None:
-        self.job, self.run, self.name, self.size = job, run, name, size
-        self.head = bytearray()
-        self.inst: Instance | None = None
-        self.sp: SeriesPlan | None = None
-        self.skip = False
-        self.got = 0
-        self.buf = bytearray()
-        self.writer = None
+        super().__init__(job, size, run.pending)
+        self.run, self.name = run, name
 
-    async def data(self, chunk: memoryview) -> None:
-        if self.skip:
-            return
-        self.got += len(chunk)
-        if self.inst is None:
-            self.head += chunk
-            if len(self.head) < PREAMBLE:
-                return
-            if self.head[128:132] != b"DICM":
-                self._skip("not a DICOM file (no DICM after a 128-byte preamble)")
-                return
-            if len(self.head) < HEAD and (self.size is None or len(self.head) < self.size):
-                return
-            if not await self._identify():
-                return
-            chunk, self.head = memoryview(bytes(self.head)), bytearray()
-        self.job._count(self.inst, len(chunk))
-        self.buf += chunk
-        if (self.size is None or self.size > self.job.small_file) and len(self.buf) >= self.job.write_batch:
-            if self.writer is None:
-                self.writer = await self.job.sink.open(self.inst)
-            await self.writer.write(self.buf)
-            self.buf = bytearray()
-
-    def _skip(self, why: str) -> None:
+    def _skip(self, why: str) -> bool:
         self.skip = True
         self.run.skipped.append({"name": self.name, "why": why})
+        return False
 
-    async def _identify(self) -> bool:
+    async def identify(self, final: bool) -> bool:
+        if not final and len(self.head) < PREAMBLE:
+            return False
+        if self.head[128:132] != b"DICM":
+            return self._skip("not a DICOM file (no DICM after a 128-byte preamble)")
+        if not final and len(self.head) < HEAD and (self.expected is None or len(self.head) < self.expected):
+            return False
         from pydicom import dcmread  # noqa: PLC0415 - lazy: importing pydicom costs a second in the browser
 
         try:
             ds = dcmread(io.BytesIO(bytes(self.head)), stop_before_pixels=True)
             uids = [str(ds.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
         except Exception as e:  # noqa: BLE001 - a header pydicom cannot read is not one we can place
-            self._skip(f"its DICOM header does not read: {e}")
-            return False
+            return self._skip(f"its DICOM header does not read: {e}")
         if not all(is_uid(u) for u in uids):
-            self._skip("its DICOM header lacks a valid Study, Series or SOP Instance UID")
-            return False
+            return self._skip("its DICOM header lacks a valid Study, Series or SOP Instance UID")
         study, series, sop = uids
         if self.run.studies and study not in self.run.studies:
-            self._skip(f"study {study} was not asked for")
-            return False
+            return self._skip(f"study {study} was not asked for")
         key = f"{study}/{series}/{sop}"
         if key in self.run.seen:
-            self._skip(f"instance {sop} came earlier in the archive")
-            return False
+            return self._skip(f"instance {sop} came earlier in the archive")
         self.run.seen.add(key)
         doc = _json(ds)
         self.sp, first = await self.run.series(study, series, doc)
-        inst = Instance(study, series, sop, self.name, 0, self.size or 0, 0, doc, "archive", self.job.plan.archive.source.url,
-                        known=False)
-        if key in self.run.archive.saved_keys:
+        inst = Instance(study, series, sop, self.name, 0, self.expected or 0, 0, doc, "archive",
+                        self.run.archive.source.url, known=False)
+        if key in self.run.archive.saved_keys:          # in log.json: read past, not written again
             self.sp.metadata.instances.append(inst)
             self.sp.saved.add(sop)
             self.skip = True
             return False
-        inst = replace(inst, place=self.run.place(inst, doc, first))
-        self.sp.metadata.instances.append(inst)
-        self.inst = inst
+        self.inst = replace(inst, place=self.run.place(inst, doc, first))
+        self.sp.metadata.instances.append(self.inst)
         return True
 
-    async def end(self) -> None:
-        if self.skip:
-            return
-        if self.inst is None:
-            if self.head[128:132] != b"DICM":
-                self._skip("not a DICOM file (no DICM after a 128-byte preamble)")
-                return
-            if not await self._identify():
-                return
-            self.buf, self.head = self.head, bytearray()
-            self.job._count(self.inst, len(self.buf))
-        if self.size is not None and self.got != self.size:
-            await self.abort()
-            raise IntegrityError(f"archive entry {self.name!r}: got {self.got} bytes, its header says {self.size}")
-        if self.writer is None:
-            data, self.buf = self.buf, bytearray()
-            await self.job.sink.put(self.inst, data)
-            await self.job._saved(self.sp, self.inst, data)
-        else:
-            if self.buf:
-                await self.writer.write(self.buf)
-            await self.writer.commit()
-            await self.job._saved(self.sp, self.inst)
-
-    async def abort(self) -> None:
-        if self.writer is not None:
-            await self.writer.abort()
-            self.writer = None
+    def mismatch(self) -> str:
+        return f"archive entry {self.name!r}: got {self.got} bytes, its header says {self.expected}"
 
 
 def _json(ds) -> dict[str, Any]:
@@ -209,6 +155,7 @@ class _Run:
         self.seen: set[str] = set()
         self.skipped: list[dict[str, str]] = []
         self.current: _File | None = None           # the file being read
+        self.pending: Pending = []                  # small files in the write pool
 
     async def series(self, study: str, series: str, doc: dict) -> tuple[SeriesPlan, dict]:
         found = self.by_series.get((study, series))
@@ -235,22 +182,23 @@ async def download_archive(job: "Job", plan: Plan) -> None:
     unpacker = Unpacker(source.limits)
     info: dict[str, Any] = {}
     error: CodError | None = None
-    unreported, last_report = 0, time.monotonic()
+    meter = ProgressMeter(job, SeriesPlan("", "", source.url))    # the archive as a whole
     try:
         async for chunk in job.client.body(source.url, f"archive {source.url}", info=info):
             await _apply(job, run, unpacker.feed(chunk))
             job.bytes_total = info.get("length") or 0
-            unreported += len(chunk)
-            if time.monotonic() - last_report >= job.progress_interval:    # coalesced, as for a tar
-                job._progress(_whole(source), unreported, info.get("length"))
-                unreported, last_report = 0, time.monotonic()
-        if unreported:
-            job._progress(_whole(source), unreported, info.get("length"))
+            meter.add(len(chunk), info.get("length"))
+        meter.flush(info.get("length"))
         await _apply(job, run, unpacker.end())
+        await settle(job, run.pending)
     except CodError as e:
         if run.current is not None:
             await run.current.abort()
         error = e
+        try:
+            await settle(job, run.pending)          # what was in the pool lands, or is reported
+        except CodError:
+            pass
     finally:
         job.archive_skipped = run.skipped
     if error is not None:
@@ -279,11 +227,6 @@ async def _apply(job: "Job", run: _Run, events) -> None:
         elif isinstance(ev, FileEnd):
             done, run.current = run.current, None
             await done.end()
-
-
-def _whole(source: ArchiveSource) -> SeriesPlan:
-    """What a progress event of the archive as a whole names."""
-    return SeriesPlan("", "", source.url)
 
 
 __all__ = ["ArchiveSource", "parse_archive", "archive_plan", "download_archive"]

@@ -17,7 +17,7 @@ from .errors import Cancelled, CodError, IntegrityError, StorageFullError, TarEr
 from .http import Client
 from .metadata import Instance
 from .plan import Plan, SeriesPlan
-from .progress import JobView, summary_line
+from .progress import JobView, ProgressMeter, summary_line
 from .dump import request_log
 from .sinks import FolderSink, Sink
 from .spans import SpanReader, coalesce
@@ -438,9 +438,9 @@ class Job:
         by_member = sp.metadata.by_member() if sp.metadata else {}
         pending: list[tuple[Instance, asyncio.Task]] = []
         current: Any = SKIP
-        got = unreported = 0
+        got = 0
+        meter = ProgressMeter(self, sp)
         info: dict[str, Any] = {}
-        last_report = time.monotonic()
         try:
             async for chunk in self.client.body(sp.tar_url, what, start, end, info):
                 got += len(chunk)
@@ -462,14 +462,8 @@ class Job:
                                 failed[current.inst.sop_uid] = (current.inst, e)
                                 self._uncount(current.inst)
                         current = SKIP
-                unreported += len(chunk)
-                now = time.monotonic()
-                if now - last_report >= self.progress_interval:
-                    self._progress(sp, unreported, info.get("length"))
-                    unreported, last_report = 0, now
-            if unreported:
-                self._progress(sp, unreported, info.get("length"))
-                unreported = 0
+                meter.add(len(chunk), info.get("length"))
+            meter.flush(info.get("length"))
             if isinstance(reader, TarReader):
                 reader.finish()
         except BaseException:

@@ -132,3 +132,23 @@ def row_line(row: SeriesRow) -> str:
     if row.error:
         text += f": {row.error}"
     return text
+
+
+class ProgressMeter:
+    """The original's per-chunk progress event, coalesced: at most one per
+    `progress_interval`, carrying the bytes since the last (every source's reader)."""
+
+    def __init__(self, job: Any, sp: Any) -> None:
+        self.job, self.sp = job, sp
+        self.unreported = 0
+        self.last = time.monotonic()
+
+    def add(self, n: int, total: int | None = None) -> None:
+        self.unreported += n
+        if time.monotonic() - self.last >= self.job.progress_interval:
+            self.flush(total)
+
+    def flush(self, total: int | None = None) -> None:
+        if self.unreported:
+            self.job._progress(self.sp, self.unreported, total)
+            self.unreported, self.last = 0, time.monotonic()

@@ -16,14 +16,15 @@ server holds them); a server that refuses it is asked again without it.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
 from .dump import dump_series
 from .errors import Cancelled, CodError, HttpError, IntegrityError, StorageFullError
+from .headfirst import HeadFirst, Pending, settle
 from .metadata import Instance
 from .multipart import BodyEnd, MultipartReader, PartData, PartEnd, PartStart, boundary_from_content_type
 from .plan import SeriesPlan
+from .progress import ProgressMeter
 from .verify import HEAD_BYTES, dicom_sop_uid, transfer_syntax
 
 if TYPE_CHECKING:
@@ -34,42 +35,18 @@ ACCEPT_ANY = 'multipart/related; type="application/dicom"'
 REFUSED_ACCEPT = (400, 406, 415)     # what servers answer to a transfer syntax they will not send
 
 
-class _Part:
-    """One part of a multipart answer: held until its header names the
-    instance, then buffered (small) or streamed into a not-yet-visible file."""
+class _Part(HeadFirst):
+    """One part of a multipart answer, named by the SOP UID in its file meta."""
 
     def __init__(self, job: "Job", sp: SeriesPlan, wanted: dict[str, Instance], length: int | None,
-                 pending: list, number: int) -> None:
-        self.job, self.sp, self.wanted, self.length, self.pending = job, sp, wanted, length, pending
-        self.number = number
-        self.head = bytearray()
-        self.inst: Instance | None = None
-        self.skip = False
-        self.size = 0
-        self.buf = bytearray()
-        self.writer = None
+                 pending: Pending, number: int) -> None:
+        super().__init__(job, length, pending)
+        self.sp, self.wanted, self.number = sp, wanted, number
 
-    async def data(self, chunk: memoryview) -> None:
-        if self.skip:
-            return
-        self.size += len(chunk)
-        if self.inst is None:
-            self.head += chunk
-            if not self._identify(final=False):
-                return
-            chunk, self.head = memoryview(bytes(self.head)), bytearray()
-        self.job._count(self.inst, len(chunk))
-        self.buf += chunk
-        streamed = self.length is None or self.length > self.job.small_file
-        if streamed and len(self.buf) >= self.job.write_batch:
-            if self.writer is None:
-                self.writer = await self.job.sink.open(self.inst)
-            await self.writer.write(self.buf)
-            self.buf = bytearray()
-
-    def _identify(self, final: bool) -> bool:
-        """Name the part's instance from its header once enough of it is here."""
+    async def identify(self, final: bool) -> bool:
         where = f"part {self.number} of the answer for series {self.sp.series_uid}"
+        if final and not self.head:
+            raise IntegrityError(f"{where} is empty")
         if len(self.head) < HEAD_BYTES and not final:
             try:
                 sop = dicom_sop_uid(bytes(self.head), where)
@@ -77,7 +54,7 @@ class _Part:
                 return False               # not all of the file meta yet
         else:
             sop = dicom_sop_uid(bytes(self.head[:HEAD_BYTES]), where)
-        inst = self.wanted.get(sop)
+        inst = self.wanted.pop(sop, None)
         if inst is None:
             self.skip = True
             if all(i.sop_uid != sop for i in self.sp.instances):
@@ -85,44 +62,12 @@ class _Part:
                                                f"which its listing did not name: not saved",
                                                study=self.sp.study_uid, series=self.sp.series_uid), self.sp)
             return False
-        del self.wanted[sop]
         self.inst = inst
         _learn_file_meta(inst, bytes(self.head[:HEAD_BYTES]))
         return True
 
-    async def end(self) -> None:
-        if self.skip:
-            return
-        if self.inst is None:
-            if not self.head:
-                raise IntegrityError(f"part {self.number} of the answer for series {self.sp.series_uid} is empty")
-            if not self._identify(final=True):
-                return
-            self.buf, self.head = self.head, bytearray()
-            self.job._count(self.inst, len(self.buf))
-        inst = self.inst
-        if self.length is not None and self.size != self.length:
-            await self.abort()
-            raise IntegrityError(f"instance {inst.sop_uid}: got {self.size} bytes, the part's Content-Length "
-                                 f"says {self.length}", study=inst.study_uid, series=inst.series_uid)
-        if self.writer is None:
-            data, self.buf = self.buf, bytearray()
-            task = await self.job.pool.submit(len(data), self._put(inst, data))
-            self.pending.append((inst, task))
-        else:
-            if self.buf:
-                await self.writer.write(self.buf)
-            await self.writer.commit()
-            await self.job._saved(self.sp, inst)
-
-    async def abort(self) -> None:
-        if self.writer is not None:
-            await self.writer.abort()
-            self.writer = None
-
-    async def _put(self, inst: Instance, data: bytearray) -> None:
-        await self.job.sink.put(inst, data)
-        await self.job._saved(self.sp, inst, data)
+    def mismatch(self) -> str:
+        return f"instance {self.inst.sop_uid}: got {self.got} bytes, the part's Content-Length says {self.expected}"
 
 
 def _learn_file_meta(inst: Instance, head: bytes) -> None:
@@ -138,11 +83,11 @@ async def retrieve(job: "Job", sp: SeriesPlan, url: str, want: list[Instance], w
     Returns the bytes received."""
     wanted = {i.sop_uid: i for i in want}
     info: dict[str, Any] = {}
-    pending: list[tuple[Instance, asyncio.Task]] = []
+    pending: Pending = []
     reader: MultipartReader | None = None
     current: _Part | None = None
-    got = unreported = 0
-    last_report = time.monotonic()
+    got = 0
+    meter = ProgressMeter(job, sp)
     try:
         async for chunk in job.client.body(url, what, info=info, accept=job.wado_accept, resumable=False):
             got += len(chunk)
@@ -158,12 +103,8 @@ async def retrieve(job: "Job", sp: SeriesPlan, url: str, want: list[Instance], w
                     await part.end()
                 elif isinstance(ev, BodyEnd):
                     break
-            unreported += len(chunk)
-            if time.monotonic() - last_report >= job.progress_interval:     # coalesced, as for a tar
-                job._progress(sp, unreported, None)
-                unreported, last_report = 0, time.monotonic()
-        if unreported:
-            job._progress(sp, unreported, None)
+            meter.add(len(chunk))
+        meter.flush()
         if reader is None:
             reader = MultipartReader(boundary_from_content_type(info.get("content_type", "")))
         reader.end()
@@ -172,14 +113,7 @@ async def retrieve(job: "Job", sp: SeriesPlan, url: str, want: list[Instance], w
             await current.abort()
         raise
     finally:
-        for inst, task in pending:
-            try:
-                await task
-            except (asyncio.CancelledError, Cancelled, StorageFullError):
-                raise
-            except Exception as e:  # noqa: BLE001 - a failed write: the instance is asked for again
-                job._uncount(inst)
-                job._error(e, sp, inst)
+        await settle(job, pending)
     return got
 
 
