@@ -40,6 +40,7 @@ import build  # noqa: E402
 from support.browser import CHROMIUM, CHROMIUM_ARGS, expected_files  # noqa: E402
 from support.picker import HEADED_ARGS, Display, answer_folder_picker, disk_files, missing_tools  # noqa: E402
 from make_study import make_study  # noqa: E402
+from worker_profile import WorkerProfiler, summary  # noqa: E402
 
 MB = 1e6
 FOLDER = "bench-out"
@@ -133,7 +134,7 @@ def rollup(pid: int) -> tuple[int, int]:
     return pss, rss
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int | str) -> float:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -189,6 +190,27 @@ class Sampler(threading.Thread):
 
 def cpu_by_kind(ancestor: int) -> dict[int, tuple[str, float]]:
     return {pid: (process_kind(pid), cpu_seconds(pid)) for pid in browser_pids(ancestor)}
+
+
+def cpu_by_thread(ancestor: int) -> dict[tuple[int, int], tuple[str, float]]:
+    """(pid, tid) -> ("<process kind>/<thread name>", CPU s), for the renderer and browser
+    processes: which thread does the work (the job's Worker is "DedicatedWorker thread")."""
+    out = {}
+    for pid in browser_pids(ancestor):
+        kind = process_kind(pid)
+        if kind not in ("renderer", "browser"):
+            continue
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                name = open(f"/proc/{pid}/task/{tid}/comm").read().strip()
+            except OSError:
+                continue
+            out[(pid, int(tid))] = (f"{kind}/{name}", cpu_seconds(f"{pid}/task/{tid}"))
+    return out
 
 
 # --------------------------------------------------------------------------- serving
@@ -329,6 +351,11 @@ def one_run(pw, spec: Spec, site: str, bucket_url: str, fx, n_files: int, args,
         idle = [sample(ancestor) for _ in range(5) if time.sleep(args.interval) is None]
         idle_pss = int(statistics.median(p for p, _ in idle))
         cpu0 = cpu_by_kind(ancestor)
+        threads0 = cpu_by_thread(ancestor) if args.cpu else {}
+        profiler = None
+        if args.profile_worker and variant in ("project", "zip"):
+            profiler = WorkerProfiler(page)
+            profiler.start()
         sampler = Sampler(ancestor, args.interval)
         sampler.start()
         download = None
@@ -347,7 +374,15 @@ def one_run(pw, spec: Spec, site: str, bucket_url: str, fx, n_files: int, args,
                 out = page.evaluate(f"cfg => {fn}(cfg)", cfg)
         finally:
             sampler.stop()
+        if profiler is not None:
+            saved = Path(args.profile_worker) / f"{spec.label.replace('/', '-')}-{time.strftime('%H%M%S')}.cpuprofile"
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            print(summary(profiler.stop(saved)) + f"\n  (saved {saved}: open in Chrome DevTools)", flush=True)
         cpu1 = cpu_by_kind(ancestor)
+        threads: dict[str, float] = {}
+        for key, (name, c1) in (cpu_by_thread(ancestor) if args.cpu else {}).items():
+            threads[name] = threads.get(name, 0.0) + c1 - threads0.get(key, (name, 0.0))[1]
+        extra["threads"] = threads
         cpu: dict[str, float] = {}
         for pid, (kind, c1) in cpu1.items():
             cpu[kind] = cpu.get(kind, 0.0) + c1 - cpu0.get(pid, (kind, 0.0))[1]
@@ -439,6 +474,9 @@ def parse_args(argv: list[str] | None):
     ap.add_argument("--interval", type=float, default=0.2, help="memory sampling period (s)")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds to wait before the idle sample")
     ap.add_argument("--cpu", action="store_true", help="print browser CPU seconds by process type")
+    ap.add_argument("--profile-worker", default=None, metavar="DIR",
+                    help="project, zip: a V8 CPU profile of the job's Worker during each download, "
+                         "saved under DIR, its top functions by self time printed")
     ap.add_argument("--variants", default=None,
                     help=f"comma-separated, run in this order per repeat (default {','.join(VARIANTS)}; "
                          "with --real-folder baseline,project)")
@@ -495,6 +533,9 @@ def print_run(res: Result, spec: Spec, r: int, args) -> None:
         print("#     browser CPU s: " + ", ".join(
             f"{k} {v:.1f}" for k, v in sorted(res.extra["cpu"].items(), key=lambda kv: -kv[1])
             if v >= 0.05), flush=True)
+        busiest = sorted(res.extra.get("threads", {}).items(), key=lambda kv: -kv[1])[:6]
+        print("#     busiest threads, CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in busiest if v >= 0.05),
+              flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

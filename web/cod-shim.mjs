@@ -1,9 +1,12 @@
 // The thin JS side of the Python package: byte copies, CRC32C in WebAssembly,
 // and a directory listing. Registered in Pyodide as the module `cod_shim`.
+import { openSyncWriter, syncWritable } from "./opfs-sync.mjs";
+
 let hasher = null;
 
 export async function init(baseUrl) {
   swBase = baseUrl;
+  writerReady = startWriter(baseUrl);     // not awaited: the first write waits for it
   if (!globalThis.hashwasm) await import(new URL("vendor/hash-wasm-crc32.js", baseUrl).href);
   hasher = await globalThis.hashwasm.createCRC32(0x82f63b78); // CRC32C (Castagnoli)
 }
@@ -112,14 +115,11 @@ async function removeIfEmpty(dir, name, handle) {
 }
 
 // In a dedicated Worker, a folder in the origin-private file system is written
-// through createSyncAccessHandle: synchronous writes straight into the file,
-// with none of createWritable's swap-file copy in the browser process. The
-// bytes go to a hidden `.<name>.<random>.part` (what Python clears as a
-// killed writer's leftover) that commit() moves onto the name, so nothing
-// shows under a final name until it is complete, as with createWritable.
-const syncWritable = typeof FileSystemFileHandle !== "undefined" &&
-  typeof FileSystemFileHandle.prototype.createSyncAccessHandle === "function" &&
-  typeof FileSystemFileHandle.prototype.move === "function";
+// through createSyncAccessHandle (opfs-sync.mjs): synchronous writes straight
+// into the file, with none of createWritable's swap-file copy in the browser
+// process. Those writes and closes block their thread, so they are made on a
+// writer worker of their own (cod-writer.mjs, started by init()), which gets a
+// copy of each buffer; where it cannot start, on this thread.
 const inOpfs = new WeakMap();       // directory handle -> Promise<boolean>
 
 function inPrivateStorage(dir) {
@@ -146,81 +146,114 @@ export function storageFree(dir) {
   });
 }
 
-class SyncWriter {
-  constructor(dir, name, temp, handle, access) {
-    Object.assign(this, { dir, name, temp, handle, access, at: 0 });
+// ---- The writer worker (cod-writer.mjs).
+let writerReady = Promise.resolve(null);   // -> a WriterWorker, or null: write on this thread
+
+class WriterWorker {
+  constructor(worker) {
+    Object.assign(this, { worker, calls: new Map(), nextId: 1, dirIds: new WeakMap(), nextDir: 1 });
+    worker.onmessage = ({ data }) => {
+      const call = this.calls.get(data.id);
+      if (!call) return;
+      this.calls.delete(data.id);
+      if (data.ok) call.resolve(null);
+      else call.reject(Object.assign(new Error(data.error.message), { name: data.error.name }));
+    };
+    worker.onerror = (ev) => {
+      const error = new Error(`the writer worker failed: ${ev.message ?? "unknown error"}`);
+      for (const c of this.calls.values()) c.reject(error);
+      this.calls.clear();
+    };
   }
+
+  // A folder is sent once (cloning a handle asks the browser for a token).
+  dir(handle) {
+    let id = this.dirIds.get(handle);
+    if (id === undefined) {
+      id = this.nextDir++;
+      this.dirIds.set(handle, id);
+      this.worker.postMessage({ op: "dir", dir: id, handle });
+    }
+    return id;
+  }
+
+  call(msg, bytes) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.calls.set(id, { resolve, reject });
+      this.worker.postMessage({ ...msg, id, bytes }, bytes ? [bytes.buffer] : []);
+    });
+  }
+}
+
+function startWriter(baseUrl) {
+  if (!syncWritable || typeof Worker === "undefined") return Promise.resolve(null);
+  return new Promise((resolve) => {
+    try {
+      // Same-origin with this worker (whose origin is the page's): a blob: URL
+      // that imports the writer from the module's own origin.
+      const src = `import ${JSON.stringify(new URL("cod-writer.mjs", baseUrl).href)};`;
+      const url = URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
+      const worker = new Worker(url, { type: "module", name: "cod-retrieve-writer" });
+      worker.onmessage = ({ data }) => resolve(data?.ready ? new WriterWorker(worker) : null);
+      worker.onerror = (ev) => { ev.preventDefault?.(); worker.terminate(); resolve(null); };
+    } catch {
+      resolve(null);
+    }
+  });
+}
+
+// A copy of a Python buffer (or a Uint8Array) the writer worker can own.
+function ownedCopy(bytes) {
+  return bytes instanceof Uint8Array ? bytes.slice() : pyCopy(bytes);
+}
+
+class RemoteWriter {
+  constructor(writer, file) { Object.assign(this, { writer, file }); }
+
+  write(bytes) {
+    const data = ownedCopy(bytes);        // taken now: the Python buffer is lent for this call only
+    return guarded(() => this.writer.call({ op: "write", file: this.file }, data));
+  }
+
+  close() { return guarded(() => this.writer.call({ op: "close", file: this.file })); }
+  abort() { return guarded(() => this.writer.call({ op: "abort", file: this.file })); }
+  _discard() { return this.writer.call({ op: "abort", file: this.file }).catch(() => {}); }
+}
+
+let nextFile = 1;
+
+// On this thread, where no writer worker runs.
+class LocalSyncWriter {
+  constructor(w) { this.w = w; }
 
   // bytes: a Uint8Array, or a Python buffer (a PyProxy) written straight from
   // the WebAssembly heap. All of it happens before this call returns (the body
   // has no await), so the heap cannot grow and move the view meanwhile.
   write(bytes) {
     return guarded(async () => {
-      if (bytes instanceof Uint8Array) { this._writeAll(bytes); return; }
+      if (bytes instanceof Uint8Array) { this.w.write(bytes); return; }
       const view = bytes.getBuffer("u8");
-      try { this._writeAll(view.data); } finally { view.release(); }
+      try { this.w.write(view.data); } finally { view.release(); }
     });
   }
 
-  _writeAll(bytes) {
-    for (let done = 0; done < bytes.byteLength;) {
-      const n = syncWriteResult(this.access.write(done ? bytes.subarray(done) : bytes, { at: this.at }),
-                                bytes.byteLength - done, this.name);
-      done += n;
-      this.at += n;
-    }
-  }
-
-  close() {
-    return guarded(async () => {
-      try {
-        // No flush(): in Chromium it is an fdatasync per file, on this worker's
-        // thread; createWritable's close() does not sync either.
-        const size = this.access.getSize();
-        if (size !== this.at) throw new Error(`${this.name} holds ${size} bytes after writing ${this.at}`);
-        this.access.close();
-        await this.handle.move(this.name);
-      } catch (e) {
-        await this._discard();
-        throw e;
-      }
-    });
-  }
-
-  abort() { return guarded(() => this._discard()); }
-
-  async _discard() {
-    try { this.access.close(); } catch { /* closed already */ }
-    await this.dir.removeEntry(this.temp).catch(() => {});
-  }
-}
-
-// Chromium's sync write does not throw when the quota is used up: it writes
-// what fits and returns base::File's error code as an unsigned number
-// (4294967288 = -8, FILE_ERROR_NO_SPACE). Anything but 1..wanted bytes fails.
-function syncWriteResult(n, wanted, name) {
-  if (n > 0 && n <= wanted) return n;
-  const code = n | 0;
-  if (code === -8) {
-    throw Object.assign(new Error(`the storage quota is used up while writing ${name}`), { name: "QuotaExceededError" });
-  }
-  throw new Error(`writing ${name} failed (${code < 0 ? `file error ${code}` : "nothing written"})`);
-}
-
-async function openSyncWriter(dir, name) {
-  const temp = `.${name}.${Math.random().toString(36).slice(2, 10)}.part`;
-  const handle = await dir.getFileHandle(temp, { create: true });
-  try {
-    return new SyncWriter(dir, name, temp, handle, await handle.createSyncAccessHandle());
-  } catch (e) {
-    await dir.removeEntry(temp).catch(() => {});
-    throw e;
-  }
+  close() { return guarded(() => this.w.close()); }
+  abort() { return guarded(() => this.w.discard()); }
+  _discard() { return this.w.discard(); }
 }
 
 export function openWriter(dir, name) {
   return guarded(async () => {
-    if (await writesInPlace(dir)) return openSyncWriter(dir, name);
+    if (await writesInPlace(dir)) {
+      const writer = await writerReady;
+      if (writer) {
+        const file = nextFile++;
+        await writer.call({ op: "open", dir: writer.dir(dir), name, file });
+        return new RemoteWriter(writer, file);
+      }
+      return new LocalSyncWriter(await openSyncWriter(dir, name));
+    }
     const handle = await dir.getFileHandle(name, { create: true });
     try {
       return new Writer(dir, name, handle, await handle.createWritable());
@@ -233,19 +266,26 @@ export function openWriter(dir, name) {
 
 // A whole small file in one call: one promise for Python to await instead of
 // four (each await is a trip through the event loop). `bytes` is a Python
-// buffer (a PyProxy lent for this call only, so it is kept with copy()): a sync
-// access handle writes it straight from the WebAssembly heap, read at the
-// moment of the synchronous write (no await between taking the view and
-// writing, so a growing heap cannot move it); createWritable, which writes
-// later, gets a copy taken when it is handed the buffer. A Uint8Array is
-// written as it is.
+// buffer (a PyProxy lent for this call only) or a Uint8Array. The writer
+// worker gets a copy taken now; on this thread a sync access handle writes
+// it straight from the WebAssembly heap at the moment of the synchronous
+// write (no await between taking the view and writing, so a growing heap
+// cannot move it), kept alive by copy() until then; createWritable, which
+// writes later, gets a copy taken when it is handed the buffer.
 export function writeFile(dir, name, bytes) {
-  const py = bytes instanceof Uint8Array ? null : bytes.copy();
+  const remote = syncWritable ? writerReady : null;
+  const data = remote ? ownedCopy(bytes) : null;
+  const py = remote || bytes instanceof Uint8Array ? null : bytes.copy();
   return guarded(async () => {
     try {
+      const writer = (await writesInPlace(dir)) ? await remote : null;
+      if (writer) {
+        await writer.call({ op: "writeFile", dir: writer.dir(dir), name }, data);
+        return;
+      }
       const w = await openWriter(dir, name);
       try {
-        await w.write(py ?? bytes);     // each writer takes the Python buffer at this call
+        await w.write(py ?? data ?? bytes);     // each writer takes the Python buffer at this call
       } catch (e) {
         await w._discard();
         throw e;

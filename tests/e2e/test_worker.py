@@ -4,9 +4,9 @@ real bucket). The longest main-thread task is printed, never asserted on."""
 
 from __future__ import annotations
 
-from support.browser import expected_files, python_worker, read_folder
+from support.browser import expected_files, module_worker, python_worker, read_folder
 
-# Counts, in the Worker, how files are opened for writing.
+# Counts, in a Worker, how files are opened for writing.
 COUNT_OPENS = """
 () => {
   const opens = globalThis.__opens = { sync: 0, writable: 0 };
@@ -50,8 +50,9 @@ def test_main_thread_only_renders(page, site_url, bucket_server, demo_studies):
     # start a runtime of its own on this thread).
     page.goto(f"{site_url}/format.mjs")
     page.evaluate("import('/cod-retrieve.mjs').then((m) => m.createCodDownload({})).then(() => true)")
-    worker = python_worker(page)
-    worker.evaluate(COUNT_OPENS)
+    python_worker(page).evaluate(COUNT_OPENS)
+    writer = module_worker(page, "cod-retrieve-writer")
+    writer.evaluate(COUNT_OPENS)
     out = page.evaluate(RUN, {"api": bucket_server.url, "bucket": fx.bucket, "prefix": fx.datastore,
                               "uids": [fx.study_uid]})
     print(f"\nworker: {out['frames']} frames, {out['progress']} progress events, "
@@ -63,6 +64,8 @@ def test_main_thread_only_renders(page, site_url, bucket_server, demo_studies):
     got = read_folder(page, "in-worker")
     got.pop("log.json")
     assert got == expected_files(bucket_server.url, fx)      # no .part file left behind either
-    # OPFS from the Worker: every file through a sync access handle, none through createWritable
-    opens = worker.evaluate("globalThis.__opens")
+    # OPFS from the writer worker: every file through a sync access handle there, none through
+    # createWritable, and no file opened on Python's thread
+    opens = writer.evaluate("globalThis.__opens")
     assert opens["writable"] == 0 and opens["sync"] >= len(got), opens
+    assert python_worker(page).evaluate("globalThis.__opens") == {"sync": 0, "writable": 0}

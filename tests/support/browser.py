@@ -161,12 +161,23 @@ COUNT_READS = """
 """
 
 
-def python_worker(page):
-    """The dedicated Worker the module runs Python in (started from a blob: URL
-    when the page made its first CodDownload)."""
-    workers = [w for w in page.workers if w.url.startswith("blob:")]
-    assert len(workers) == 1, [w.url for w in page.workers]
+def module_worker(page, name: str):
+    """One of the module's dedicated Workers, by its name (each is started from a
+    blob: URL): "cod-retrieve" runs Python, "cod-retrieve-writer" (started by it
+    where sync access handles exist) writes the origin-private file system."""
+    for _ in range(300):        # a worker shows in page.workers once the browser has reported it
+        workers = [w for w in page.workers if w.url.startswith("blob:") and w.evaluate("self.name") == name]
+        if workers:
+            break
+        page.wait_for_timeout(100)
+    assert len(workers) == 1, (name, [w.url for w in page.workers])
     return workers[0]
+
+
+def python_worker(page):
+    """The dedicated Worker the module runs Python in (started when the page made
+    its first CodDownload)."""
+    return module_worker(page, "cod-retrieve")
 
 
 def assert_python_in_worker(page) -> None:

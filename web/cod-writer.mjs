@@ -1,0 +1,48 @@
+// The writer worker: started by the job's Worker (cod-shim.mjs) to write the
+// origin-private file system through sync access handles on a thread of its
+// own. A sync write and the close that follows block the thread that makes
+// them (the browser is asked for quota and for the file's release), so made
+// here they no longer hold up Python's reading, checking and parsing.
+// Messages (from the shim):
+//   {op: "dir", dir: id, handle}                   a folder, sent once, named by id from then on
+//   {id, op: "writeFile", dir, name, bytes}        a whole file (bytes: a transferred Uint8Array)
+//   {id, op: "open", dir, name, file}              a file written in pieces: write, then close or abort
+//   {id, op: "write", file, bytes} / {id, op: "close", file} / {id, op: "abort", file}
+// Each call with an id is answered {id, ok} or {id, ok: false, error: {name, message}}.
+import { openSyncWriter, writeWholeFile } from "./opfs-sync.mjs";
+
+const dirs = new Map();
+const files = new Map();
+
+async function run(m) {
+  switch (m.op) {
+    case "writeFile": return writeWholeFile(dirs.get(m.dir), m.name, m.bytes);
+    case "open": files.set(m.file, await openSyncWriter(dirs.get(m.dir), m.name)); return;
+    case "write": {
+      const w = files.get(m.file);
+      try {
+        w.write(m.bytes);
+      } catch (e) {
+        files.delete(m.file);
+        await w.discard();
+        throw e;
+      }
+      return;
+    }
+    case "close": { const w = files.get(m.file); files.delete(m.file); return w.close(); }
+    case "abort": { const w = files.get(m.file); files.delete(m.file); return w?.discard(); }
+    default: throw new Error(`unknown writer call ${m.op}`);
+  }
+}
+
+self.onmessage = async ({ data: m }) => {
+  if (m.op === "dir") { dirs.set(m.dir, m.handle); return; }
+  try {
+    await run(m);
+    self.postMessage({ id: m.id, ok: true });
+  } catch (e) {
+    self.postMessage({ id: m.id, ok: false, error: { name: String(e?.name ?? "Error"), message: String(e?.message ?? e) } });
+  }
+};
+
+self.postMessage({ ready: true });
