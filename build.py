@@ -19,7 +19,7 @@ Site layout (``build/site/``)::
       pyodide.mjs pyodide.js pyodide.asm.mjs pyodide.asm.wasm python_stdlib.zip
       pyodide-lock.json      only shipped wheels, sha256/version/imports/depends corrected
       micropip-*.whl packaging-*.whl pyodide_http-*.whl pydicom-*.whl cod_retrieve-*.whl
-    vendor/hash-wasm-crc32.js   hash-wasm CRC32/CRC32C (sets globalThis.hashwasm)
+    crc32c.wasm              web/crc32c.wat assembled by wat2wasm (Debian's wabt)
 
 Python code and tests can serve it with :func:`serve_site` (``import build`` with the repo
 root on ``sys.path``; note that this shadows the PyPI ``build`` package there).
@@ -59,7 +59,8 @@ PYODIDE_NPM = NODE_MODULES / "pyodide"
 REQUIREMENTS = ROOT / "requirements-test.txt"
 
 APT_PACKAGES = ["chromium", "chromium-driver", "firefox-esr", "webkit2gtk-driver", "xvfb", "unzip",
-                "xdotool", "imagemagick", "orthanc", "orthanc-dicomweb", "zip", "p7zip-full", "ffmpeg", "iproute2"]
+                "xdotool", "imagemagick", "orthanc", "orthanc-dicomweb", "zip", "p7zip-full", "ffmpeg", "iproute2",
+                "wabt"]
 
 # Pure-Python wheels from PyPI shipped next to the Pyodide core: (name, version, sha256).
 PYPI_WHEELS = [
@@ -78,7 +79,6 @@ PYODIDE_CORE = [
     "pyodide.asm.wasm",
     "python_stdlib.zip",
 ]
-HASH_WASM_CRC32 = NODE_MODULES / "hash-wasm" / "dist" / "crc32.umd.min.js"
 
 # Files under py/ that are not sources of the project wheel.
 _SOURCE_IGNORE = shutil.ignore_patterns(
@@ -380,8 +380,11 @@ def build_site() -> Path:
     if WEB.is_dir():
         for p in sorted(WEB.rglob("*")):
             if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith((".swp", "~")):
-                plan[p.relative_to(WEB).as_posix()] = p
-    for reserved in ("pyodide/", "vendor/"):
+                if p.suffix == ".wat":      # WebAssembly text: the site gets the module
+                    plan[p.relative_to(WEB).with_suffix(".wasm").as_posix()] = assemble_wat(p)
+                else:
+                    plan[p.relative_to(WEB).as_posix()] = p
+    for reserved in ("pyodide/",):
         if any(k.startswith(reserved) for k in plan):
             log(f"warning: web/{reserved} is replaced by the build")
             plan = {k: v for k, v in plan.items() if not k.startswith(reserved)}
@@ -391,7 +394,6 @@ def build_site() -> Path:
         plan[f"pyodide/{w.name}"] = w
     lock = rewrite_lock(wheels)
     plan["pyodide/pyodide-lock.json"] = (json.dumps(lock, indent=1) + "\n").encode()
-    plan["vendor/hash-wasm-crc32.js"] = HASH_WASM_CRC32
     # Keep the two previous project wheels: a page that loaded an older lock can still
     # fetch the wheel its lock names.
     own = wheels[-1]
@@ -401,6 +403,16 @@ def build_site() -> Path:
     _sync_tree(SITE, plan)
     log(f"site ok: {SITE} ({time.monotonic() - t:.1f} s)")
     return SITE
+
+
+def assemble_wat(source: Path) -> bytes:
+    """A WebAssembly text file as a module, by wat2wasm (apt package wabt)."""
+    if shutil.which("wat2wasm") is None:
+        sys.exit(f"[build] wat2wasm (apt package wabt) is needed to assemble {source.name}: python3 build.py setup")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "module.wasm"
+        subprocess.run(["wat2wasm", str(source), "-o", str(out)], check=True)
+        return out.read_bytes()
 
 
 def _sync_tree(root: Path, plan: dict[str, Path | bytes]) -> None:

@@ -379,10 +379,9 @@ def one_run(pw, spec: Spec, site: str, bucket_url: str, fx, n_files: int, args,
             saved.parent.mkdir(parents=True, exist_ok=True)
             print(summary(profiler.stop(saved)) + f"\n  (saved {saved}: open in Chrome DevTools)", flush=True)
         cpu1 = cpu_by_kind(ancestor)
-        threads: dict[str, float] = {}
-        for key, (name, c1) in (cpu_by_thread(ancestor) if args.cpu else {}).items():
-            threads[name] = threads.get(name, 0.0) + c1 - threads0.get(key, (name, 0.0))[1]
-        extra["threads"] = threads
+        # one entry per thread: the job's Worker and the writer worker share a name
+        extra["threads"] = [(name, c1 - threads0.get(key, (name, 0.0))[1])
+                            for key, (name, c1) in (cpu_by_thread(ancestor) if args.cpu else {}).items()]
         cpu: dict[str, float] = {}
         for pid, (kind, c1) in cpu1.items():
             cpu[kind] = cpu.get(kind, 0.0) + c1 - cpu0.get(pid, (kind, 0.0))[1]
@@ -533,7 +532,7 @@ def print_run(res: Result, spec: Spec, r: int, args) -> None:
         print("#     browser CPU s: " + ", ".join(
             f"{k} {v:.1f}" for k, v in sorted(res.extra["cpu"].items(), key=lambda kv: -kv[1])
             if v >= 0.05), flush=True)
-        busiest = sorted(res.extra.get("threads", {}).items(), key=lambda kv: -kv[1])[:6]
+        busiest = sorted(res.extra.get("threads", []), key=lambda kv: -kv[1])[:7]
         print("#     busiest threads, CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in busiest if v >= 0.05),
               flush=True)
 

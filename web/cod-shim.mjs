@@ -1,38 +1,31 @@
 // The thin JS side of the Python package: byte copies, CRC32C in WebAssembly,
 // and a directory listing. Registered in Pyodide as the module `cod_shim`.
+import { loadCrc32c } from "./crc32c.mjs";
 import { openSyncWriter, syncWritable } from "./opfs-sync.mjs";
 
-let hasher = null;
+let crc32c = null;
 
-export async function init(baseUrl) {
+// heap, alloc: Pyodide's WebAssembly memory and malloc, so that CRC32C reads
+// Python's buffers where they lie (crc32c.mjs); without them it copies.
+export async function init(baseUrl, heap = null, alloc = null) {
   swBase = baseUrl;
   writerReady = startWriter(baseUrl);     // not awaited: the first write waits for it
-  if (!globalThis.hashwasm) await import(new URL("vendor/hash-wasm-crc32.js", baseUrl).href);
-  hasher = await globalThis.hashwasm.createCRC32(0x82f63b78); // CRC32C (Castagnoli)
+  writerReady.then((w) => { writerNow = w; });
+  crc32c = await loadCrc32c(new URL("crc32c.wasm", baseUrl).href, heap, alloc);
 }
 
 export function crcReady() {
-  return hasher !== null;
+  return crc32c !== null;
 }
 
-// One hasher serves every stream: each keeps its own saved state.
-export function crcUpdate(state, pyBuffer) {
-  hasher.init();
-  if (state) hasher.load(state);
+// Continues a CRC32C (0 to start) over a Python buffer lent for this call.
+export function crcUpdate(crc, pyBuffer) {
   const view = pyBuffer.getBuffer("u8");
   try {
-    hasher.update(view.data);
+    return crc32c(crc, view.data);
   } finally {
     view.release();
   }
-  return hasher.save();
-}
-
-export function crcDigest(state) {
-  hasher.init();
-  if (state) hasher.load(state);
-  const b = hasher.digest("binary");
-  return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
 }
 
 // ---- File system calls, all made here and never from Python directly.
@@ -148,11 +141,16 @@ export function storageFree(dir) {
 
 // ---- The writer worker (cod-writer.mjs).
 let writerReady = Promise.resolve(null);   // -> a WriterWorker, or null: write on this thread
+let writerNow = null;                      // the same, once started
+
+const SPARE_BUFFERS = 32;
+const BUFFER_STEP = 64 * 1024;
 
 class WriterWorker {
   constructor(worker) {
-    Object.assign(this, { worker, calls: new Map(), nextId: 1, dirIds: new WeakMap(), nextDir: 1 });
+    Object.assign(this, { worker, calls: new Map(), nextId: 1, dirIds: new WeakMap(), nextDir: 1, spare: [] });
     worker.onmessage = ({ data }) => {
+      if (data.bytes) this._give(data.bytes);
       const call = this.calls.get(data.id);
       if (!call) return;
       this.calls.delete(data.id);
@@ -175,6 +173,37 @@ class WriterWorker {
       this.worker.postMessage({ op: "dir", dir: id, handle });
     }
     return id;
+  }
+
+  // A copy of a Python buffer (or a Uint8Array) for the writer, taken now, in
+  // a buffer the writer hands back once written: no fresh ArrayBuffer (new
+  // pages to fault in) per file, and none left for a garbage collector to
+  // find late, so what is held stays what is in flight.
+  copy(bytes) {
+    const view = bytes instanceof Uint8Array ? null : bytes.getBuffer("u8");
+    try {
+      const src = view ? view.data : bytes;
+      const out = new Uint8Array(this._take(src.byteLength), 0, src.byteLength);
+      out.set(src);
+      return out;
+    } finally {
+      view?.release();
+    }
+  }
+
+  _take(n) {
+    let best = -1;
+    for (let i = 0; i < this.spare.length; i++) {
+      const size = this.spare[i].byteLength;
+      if (size >= n && size <= n * 1.25 + BUFFER_STEP && (best < 0 || size < this.spare[best].byteLength)) best = i;
+    }
+    if (best >= 0) return this.spare.splice(best, 1)[0];
+    return new ArrayBuffer(Math.ceil(Math.max(n, 1) / BUFFER_STEP) * BUFFER_STEP);
+  }
+
+  _give(buffer) {
+    this.spare.push(buffer);
+    if (this.spare.length > SPARE_BUFFERS) this.spare.shift();
   }
 
   call(msg, bytes) {
@@ -203,16 +232,11 @@ function startWriter(baseUrl) {
   });
 }
 
-// A copy of a Python buffer (or a Uint8Array) the writer worker can own.
-function ownedCopy(bytes) {
-  return bytes instanceof Uint8Array ? bytes.slice() : pyCopy(bytes);
-}
-
 class RemoteWriter {
   constructor(writer, file) { Object.assign(this, { writer, file }); }
 
   write(bytes) {
-    const data = ownedCopy(bytes);        // taken now: the Python buffer is lent for this call only
+    const data = this.writer.copy(bytes);     // taken now: the Python buffer is lent for this call only
     return guarded(() => this.writer.call({ op: "write", file: this.file }, data));
   }
 
@@ -267,19 +291,19 @@ export function openWriter(dir, name) {
 // A whole small file in one call: one promise for Python to await instead of
 // four (each await is a trip through the event loop). `bytes` is a Python
 // buffer (a PyProxy lent for this call only) or a Uint8Array. The writer
-// worker gets a copy taken now; on this thread a sync access handle writes
+// worker gets a copy taken now (in a folder outside OPFS, createWritable
+// takes that copy); on this thread a sync access handle writes
 // it straight from the WebAssembly heap at the moment of the synchronous
 // write (no await between taking the view and writing, so a growing heap
 // cannot move it), kept alive by copy() until then; createWritable, which
 // writes later, gets a copy taken when it is handed the buffer.
 export function writeFile(dir, name, bytes) {
-  const remote = syncWritable ? writerReady : null;
-  const data = remote ? ownedCopy(bytes) : null;
-  const py = remote || bytes instanceof Uint8Array ? null : bytes.copy();
+  const writer = writerNow;                         // started long before a job writes
+  const data = writer ? writer.copy(bytes) : null;  // the writer worker's copy, taken now
+  const py = data || bytes instanceof Uint8Array ? null : bytes.copy();
   return guarded(async () => {
     try {
-      const writer = (await writesInPlace(dir)) ? await remote : null;
-      if (writer) {
+      if (data && (await writesInPlace(dir))) {
         await writer.call({ op: "writeFile", dir: writer.dir(dir), name }, data);
         return;
       }

@@ -28,7 +28,9 @@ async function loadPython({ serviceWorkerUsable }) {
   });
   const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", BASE).href);
   const pyodide = await loadPyodide({ indexURL: new URL("pyodide/", BASE).href });
-  await shim.init(BASE);
+  // Pyodide's heap and malloc (internal, no public equivalent): CRC32C reads Python's
+  // buffers in place (crc32c.mjs); without them it copies them.
+  await shim.init(BASE, pyodide._module?.memory, pyodide._module?._malloc);
   pyodide.registerJsModule("cod_shim", shim);
   await pyodide.loadPackage(["cod-retrieve"], { messageCallback: () => {} });
   return pyodide.pyimport("cod_retrieve.browser");

@@ -8,7 +8,8 @@
 //   {id, op: "writeFile", dir, name, bytes}        a whole file (bytes: a transferred Uint8Array)
 //   {id, op: "open", dir, name, file}              a file written in pieces: write, then close or abort
 //   {id, op: "write", file, bytes} / {id, op: "close", file} / {id, op: "abort", file}
-// Each call with an id is answered {id, ok} or {id, ok: false, error: {name, message}}.
+// Each call with an id is answered {id, ok} or {id, ok: false, error: {name, message}}, with
+// the call's bytes buffer (transferred back, for the shim to fill again).
 import { openSyncWriter, writeWholeFile } from "./opfs-sync.mjs";
 
 const dirs = new Map();
@@ -37,11 +38,14 @@ async function run(m) {
 
 self.onmessage = async ({ data: m }) => {
   if (m.op === "dir") { dirs.set(m.dir, m.handle); return; }
+  // The bytes' buffer goes back with the answer, to be filled again.
+  const back = m.bytes ? { bytes: m.bytes.buffer, transfer: [m.bytes.buffer] } : { transfer: [] };
   try {
     await run(m);
-    self.postMessage({ id: m.id, ok: true });
+    self.postMessage({ id: m.id, ok: true, bytes: back.bytes }, back.transfer);
   } catch (e) {
-    self.postMessage({ id: m.id, ok: false, error: { name: String(e?.name ?? "Error"), message: String(e?.message ?? e) } });
+    self.postMessage({ id: m.id, ok: false, bytes: back.bytes,
+                       error: { name: String(e?.name ?? "Error"), message: String(e?.message ?? e) } }, back.transfer);
   }
 };
 
