@@ -3,7 +3,7 @@ computes it: the project's WebAssembly CRC32C (web/crc32c.wat, slicing-by-8,
 reading Python's buffers in place on Pyodide's heap, through the JS shim),
 against the pure-Python table loop (the fallback) and zlib's
 CRC-32 (a different polynomial: shown only as the speed of compiled code in
-the same interpreter). Prints MB/s for each and ratios.
+the same interpreter). Prints MB/s for each (medians of 5 interleaved rounds) and ratios.
 
     .venv/bin/python bench/bench_crc32c.py [--mb 64]
 """
@@ -34,20 +34,33 @@ def measure(mb, piece):
     for piece_ in (memoryview(data)[3:70_001], bytes(data[:12_345])):
         w.update(piece_); p.update(piece_)
     assert w.value == p.value, (w.value, p.value)
-    for name, make, size in (("wasm CRC32C (used)", WasmCrc32c, len(data)),
-                             ("pure-Python CRC32C (fallback)", PureCrc32c, 1 << 20)):
-        t = time.perf_counter()
-        c = make()
-        view = memoryview(data)[:size]
-        for i in range(0, size, piece):
+    def wasm():
+        c = WasmCrc32c()
+        for i in range(0, len(data), piece):
             c.update(view[i:i + piece])
-        c.value
-        out[name] = size / (time.perf_counter() - t) / 1e6
-    t = time.perf_counter()
-    v = 0
-    for i in range(0, len(data), piece):
-        v = zlib.crc32(memoryview(data)[i:i + piece], v)
-    out["zlib CRC-32 (reference only)"] = len(data) / (time.perf_counter() - t) / 1e6
+
+    def pure():
+        c = PureCrc32c()
+        for i in range(0, 1 << 20, piece):
+            c.update(view[i:i + piece])
+
+    def zlib_crc():
+        v = 0
+        for i in range(0, len(data), piece):
+            v = zlib.crc32(view[i:i + piece], v)
+
+    view = memoryview(data)
+    runs = {"wasm CRC32C (used)": (wasm, len(data), []), "zlib CRC-32 (reference only)": (zlib_crc, len(data), []),
+            "pure-Python CRC32C (fallback)": (pure, 1 << 20, [])}
+    for r in range(5):      # interleaved rounds, medians: the machine's speed drifts
+        for name, (fn, size, rates) in runs.items():
+            if r and fn is pure:
+                continue
+            t = time.perf_counter()
+            fn()
+            rates.append(size / (time.perf_counter() - t) / 1e6)
+    for name, (fn, size, rates) in runs.items():
+        out[name] = sorted(rates)[len(rates) // 2]
     return out
 '''
 
