@@ -159,12 +159,16 @@ def process_kind(pid: int) -> str:
     return kind
 
 
-def sample(ancestor: int) -> tuple[int, int]:
+def sample(ancestor: int, by_kind: dict[str, int] | None = None) -> tuple[int, int]:
+    """Summed PSS and RSS of the browser's processes; `by_kind` gets PSS per process type."""
     pss = rss = 0
     for pid in browser_pids(ancestor):
         p, r = rollup(pid)
         pss += p
         rss += r
+        if by_kind is not None:
+            kind = process_kind(pid)
+            by_kind[kind] = by_kind.get(kind, 0) + p
     return pss, rss
 
 
@@ -176,11 +180,15 @@ class Sampler(threading.Thread):
         self.ancestor, self.interval = ancestor, interval
         self.stop_event = threading.Event()
         self.samples: list[tuple[float, int, int]] = []
+        self.peak_pss, self.peak_kinds = 0, {}       # PSS per process type at the peak
 
     def run(self) -> None:
         while not self.stop_event.is_set():
-            pss, rss = sample(self.ancestor)
+            kinds: dict[str, int] = {}
+            pss, rss = sample(self.ancestor, kinds)
             self.samples.append((time.monotonic(), pss, rss))
+            if pss >= self.peak_pss:
+                self.peak_pss, self.peak_kinds = pss, kinds
             self.stop_event.wait(self.interval)
 
     def stop(self) -> None:
@@ -349,6 +357,9 @@ def one_run(pw, spec: Spec, site: str, bucket_url: str, fx, n_files: int, args,
             timed_sync()                # earlier runs' dirty pages are not written back during this one
         time.sleep(args.settle)
         idle = [sample(ancestor) for _ in range(5) if time.sleep(args.interval) is None]
+        idle_kinds: dict[str, int] = {}
+        sample(ancestor, idle_kinds)
+        extra["idleKinds"] = idle_kinds
         idle_pss = int(statistics.median(p for p, _ in idle))
         cpu0 = cpu_by_kind(ancestor)
         threads0 = cpu_by_thread(ancestor) if args.cpu else {}
@@ -412,6 +423,7 @@ def one_run(pw, spec: Spec, site: str, bucket_url: str, fx, n_files: int, args,
             page.evaluate("() => clearOpfs()")
         peak_pss = max(p for _, p, _ in sampler.samples)
         q = sampler.samples
+        extra["peakKinds"] = sampler.peak_kinds
         extra["quarters"] = [max((p for _, p, _ in q[i * len(q) // 4:(i + 1) * len(q) // 4]), default=0)
                              for i in range(4)]
         peak_rss = max(r for _, _, r in sampler.samples)
@@ -527,7 +539,9 @@ def print_run(res: Result, spec: Spec, r: int, args) -> None:
              if variant == "zip" else ""),
           flush=True)
     print("#     peak PSS in each quarter of the download (MB): " + " ".join(
-        f"{x / MB:.0f}" for x in res.extra["quarters"]), flush=True)
+        f"{x / MB:.0f}" for x in res.extra["quarters"]) + "; at the peak, by process type: " + ", ".join(
+        f"{k} {v / MB:.0f} (idle {res.extra.get('idleKinds', {}).get(k, 0) / MB:.0f})"
+        for k, v in sorted(res.extra.get("peakKinds", {}).items(), key=lambda kv: -kv[1])), flush=True)
     if args.cpu:
         print("#     browser CPU s: " + ", ".join(
             f"{k} {v:.1f}" for k, v in sorted(res.extra["cpu"].items(), key=lambda kv: -kv[1])

@@ -34,7 +34,7 @@ export interface CreateCodDownloadOptions {
   retry?: RetryOptions;
   /** Times one failed instance is fetched again alone, by its byte range. Default 3. */
   instance_retries?: number;
-  /** File writes in flight at once. Default 8. */
+  /** File writes in flight at once (their bytes stay bounded at 64 MB). Default 32. */
   writes_in_flight?: number;
   /** Problems outside a job (folder picker unavailable, no user gesture, cross-origin iframe). */
   onError?: ErrorCallbackFn;

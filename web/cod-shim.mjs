@@ -57,6 +57,32 @@ export const readFile = (handle) => guarded(async () => new Uint8Array(await (aw
 export const removeEntry = (dir, name) => guarded(() => dir.removeEntry(name));
 export const fileReader = (handle) => guarded(async () => (await handle.getFile()).stream().getReader());
 export const readChunk = (reader) => guarded(() => reader.read());
+
+// A response body read into one buffer, over and over (a BYOB reader): no
+// ArrayBuffer per chunk left for the garbage collector to find late, so the
+// page holds what is in flight, not what came in since the last collection.
+// The caller copies each chunk before it reads the next. Where the body is
+// not a byte stream, the default reader.
+const BODY_BUFFER = 1 << 20;
+
+export function bodyReader(resp) {
+  if (!resp.body) return undefined;        // None in Python (null would be JsNull)
+  let byob;
+  try {
+    byob = resp.body.getReader({ mode: "byob" });
+  } catch {
+    return resp.body.getReader();
+  }
+  let buffer = new ArrayBuffer(BODY_BUFFER);
+  return {
+    async read() {
+      const r = await byob.read(new Uint8Array(buffer));
+      if (r.value) buffer = r.value.buffer;        // the same memory, handed back
+      return r;
+    },
+    cancel: (reason) => byob.cancel(reason),
+  };
+}
 export const diskFile = (handle) => guarded(() => handle.getFile());
 
 // A JS copy of a Python buffer (a PyProxy), taken now.

@@ -46,15 +46,17 @@ INSTRUMENT = """
     if (bodies.has(this)) readers.set(reader, bodies.get(this));
     return reader;
   };
-  const read0 = ReadableStreamDefaultReader.prototype.read;
-  ReadableStreamDefaultReader.prototype.read = function (...a) {
-    const url = readers.get(this);
-    const p = read0.apply(this, a);
-    if (url === undefined) return p;
-    if (rec.paused) rec.whilePaused.push(['read', url]);
-    rec.pendingReads += 1;
-    return p.finally(() => { rec.pendingReads -= 1; });
-  };
+  for (const Reader of [ReadableStreamDefaultReader, globalThis.ReadableStreamBYOBReader].filter(Boolean)) {
+    const read0 = Reader.prototype.read;
+    Reader.prototype.read = function (...a) {
+      const url = readers.get(this);
+      const p = read0.apply(this, a);
+      if (url === undefined) return p;
+      if (rec.paused) rec.whilePaused.push(['read', url]);
+      rec.pendingReads += 1;
+      return p.finally(() => { rec.pendingReads -= 1; });
+    };
+  }
   const download0 = ops.download;
   ops.download = async (...a) => {
     const job = await download0(...a);

@@ -148,15 +148,18 @@ COUNT_READS = """
     if (bodies.has(this)) readers.set(reader, bodies.get(this));
     return reader;
   };
-  const read0 = ReadableStreamDefaultReader.prototype.read;
-  ReadableStreamDefaultReader.prototype.read = function (...a) {
-    const path = readers.get(this);
-    const p = read0.apply(this, a);
-    if (path === undefined) return p;
-    const r = rec[path] ??= { bytes: 0, pending: 0 };
-    r.pending += 1;
-    return p.then((v) => { r.bytes += v.value?.byteLength ?? 0; return v; }).finally(() => { r.pending -= 1; });
-  };
+  // the default reader's and the BYOB reader's (what the shim uses for bodies) reads
+  for (const Reader of [ReadableStreamDefaultReader, globalThis.ReadableStreamBYOBReader].filter(Boolean)) {
+    const read0 = Reader.prototype.read;
+    Reader.prototype.read = function (...a) {
+      const path = readers.get(this);
+      const p = read0.apply(this, a);
+      if (path === undefined) return p;
+      const r = rec[path] ??= { bytes: 0, pending: 0 };
+      r.pending += 1;
+      return p.then((v) => { r.bytes += v.value?.byteLength ?? 0; return v; }).finally(() => { r.pending -= 1; });
+    };
+  }
 }
 """
 

@@ -44,7 +44,10 @@ class FetchResponse:
     def __init__(self, resp, controller) -> None:
         self.status = int(resp.status)
         self.headers = {str(p[0]).lower(): str(p[1]) for p in resp.headers.entries()}
-        self._reader = resp.body.getReader() if resp.body else None
+        if cod_shim is not None:
+            self._reader = cod_shim.bodyReader(resp)
+        else:
+            self._reader = resp.body.getReader() if resp.body else None
         self._controller = controller
 
     async def read(self) -> bytes | None:
@@ -81,18 +84,14 @@ async def open_url(url: str, headers: dict[str, str]) -> FetchResponse:
 
 
 class WasmCrc32c:
-    """hash-wasm's CRC32C: one shared WebAssembly hasher, each stream keeping its
-    own 8-byte saved state, so any number of instances can be checked at once."""
+    """CRC32C in WebAssembly (web/crc32c.wat), reading each buffer where it
+    lies in the heap: the running value is all the state a stream keeps."""
 
     def __init__(self) -> None:
-        self._state = None
+        self.value = 0
 
     def update(self, data) -> None:
-        self._state = cod_shim.crcUpdate(self._state, data)
-
-    @property
-    def value(self) -> int:
-        return int(cod_shim.crcDigest(self._state))
+        self.value = int(cod_shim.crcUpdate(self.value, data))
 
 
 def new_crc32c():
