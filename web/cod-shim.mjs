@@ -1,7 +1,7 @@
 // The thin JS side of the Python package: byte copies, CRC32C in WebAssembly,
 // and a directory listing. Registered in Pyodide as the module `cod_shim`.
 import { loadCrc32c } from "./crc32c.mjs";
-import { openSyncWriter, syncWritable } from "./opfs-sync.mjs";
+import { openSyncWriter, removeIfEmpty, syncWritable } from "./file-writers.mjs";
 
 let crc32c = null;
 
@@ -127,14 +127,9 @@ class Writer {
   }
 }
 
-async function removeIfEmpty(dir, name, handle) {
-  try {
-    if ((await handle.getFile()).size === 0) await dir.removeEntry(name);
-  } catch { /* gone already */ }
-}
 
 // In a dedicated Worker, a folder in the origin-private file system is written
-// through createSyncAccessHandle (opfs-sync.mjs): synchronous writes straight
+// through createSyncAccessHandle (file-writers.mjs): synchronous writes straight
 // into the file, with none of createWritable's swap-file copy in the browser
 // process. Those writes and closes block their thread, so they are made on a
 // writer worker of their own (cod-writer.mjs, started by init()), which gets a
@@ -317,8 +312,8 @@ export function openWriter(dir, name) {
 // A whole small file in one call: one promise for Python to await instead of
 // four (each await is a trip through the event loop). `bytes` is a Python
 // buffer (a PyProxy lent for this call only) or a Uint8Array. The writer
-// worker gets a copy taken now (in a folder outside OPFS, createWritable
-// takes that copy); on this thread a sync access handle writes
+// worker gets a copy taken now, and writes it into OPFS through a sync access
+// handle, elsewhere through createWritable; without one, on this thread a sync access handle writes
 // it straight from the WebAssembly heap at the moment of the synchronous
 // write (no await between taking the view and writing, so a growing heap
 // cannot move it), kept alive by copy() until then; createWritable, which
@@ -329,8 +324,9 @@ export function writeFile(dir, name, bytes) {
   const py = data || bytes instanceof Uint8Array ? null : bytes.copy();
   return guarded(async () => {
     try {
-      if (data && (await writesInPlace(dir))) {
-        await writer.call({ op: "writeFile", dir: writer.dir(dir), name }, data);
+      if (data) {     // a sync access handle in OPFS, else createWritable, on the writer's thread
+        const swap = !(await writesInPlace(dir));
+        await writer.call({ op: "writeFile", dir: writer.dir(dir), name, swap }, data);
         return;
       }
       const w = await openWriter(dir, name);

@@ -1,23 +1,25 @@
-// The writer worker: started by the job's Worker (cod-shim.mjs) to write the
-// origin-private file system through sync access handles on a thread of its
-// own. A sync write and the close that follows block the thread that makes
-// them (the browser is asked for quota and for the file's release), so made
-// here they no longer hold up Python's reading, checking and parsing.
+// The writer worker: started by the job's Worker (cod-shim.mjs) to write files
+// on a thread of its own: the origin-private file system through sync access
+// handles, whose write and close block the thread that makes them (the
+// browser is asked for quota and for the file's release), and whole files of
+// a picked folder through createWritable. Made here, they no longer hold up
+// Python's reading, checking and parsing.
 // Messages (from the shim):
 //   {op: "dir", dir: id, handle}                   a folder, sent once, named by id from then on
-//   {id, op: "writeFile", dir, name, bytes}        a whole file (bytes: a transferred Uint8Array)
+//   {id, op: "writeFile", dir, name, bytes, swap}  a whole file (bytes: a transferred Uint8Array);
+//                                                  swap: through createWritable (a picked folder)
 //   {id, op: "open", dir, name, file}              a file written in pieces: write, then close or abort
 //   {id, op: "write", file, bytes} / {id, op: "close", file} / {id, op: "abort", file}
 // Each call with an id is answered {id, ok} or {id, ok: false, error: {name, message}}, with
 // the call's bytes buffer (transferred back, for the shim to fill again).
-import { openSyncWriter, writeWholeFile } from "./opfs-sync.mjs";
+import { openSyncWriter, writeWholeFile, writeWholeWritable } from "./file-writers.mjs";
 
 const dirs = new Map();
 const files = new Map();
 
 async function run(m) {
   switch (m.op) {
-    case "writeFile": return writeWholeFile(dirs.get(m.dir), m.name, m.bytes);
+    case "writeFile": return (m.swap ? writeWholeWritable : writeWholeFile)(dirs.get(m.dir), m.name, m.bytes);
     case "open": files.set(m.file, await openSyncWriter(dirs.get(m.dir), m.name)); return;
     case "write": {
       const w = files.get(m.file);

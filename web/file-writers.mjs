@@ -1,9 +1,10 @@
-// Writing a file of the origin-private file system through
-// createSyncAccessHandle (dedicated Workers only). The bytes go to a hidden
+// Writing whole files, for the writer worker (cod-writer.mjs) and the shim.
+//
+// In the origin-private file system, through createSyncAccessHandle
+// (dedicated Workers only). The bytes go to a hidden
 // `.<name>.<random>.part` (what Python clears as a killed writer's leftover)
 // that close() moves onto the name, so nothing shows under a final name until
-// it is complete, as with createWritable. Used by the writer worker
-// (cod-writer.mjs), and by the shim itself where no writer worker starts.
+// it is complete, as with createWritable.
 
 export const syncWritable = typeof FileSystemFileHandle !== "undefined" &&
   typeof FileSystemFileHandle.prototype.createSyncAccessHandle === "function" &&
@@ -77,4 +78,28 @@ export async function writeWholeFile(dir, name, bytes) {
     throw e;
   }
   await w.close();
+}
+
+// Anywhere else (a picked folder), through createWritable: its swap file shows
+// nothing new under the name until close() succeeds. When the write or close
+// fails, the file getFileHandle({create}) left empty is removed again (a file
+// that had content keeps it): nothing under a final name unless it is complete.
+export async function writeWholeWritable(dir, name, bytes) {
+  const handle = await dir.getFileHandle(name, { create: true });
+  let writable;
+  try {
+    writable = await handle.createWritable();
+    await writable.write(bytes);
+    await writable.close();
+  } catch (e) {
+    await writable?.abort().catch(() => {});
+    await removeIfEmpty(dir, name, handle);
+    throw e;
+  }
+}
+
+export async function removeIfEmpty(dir, name, handle) {
+  try {
+    if ((await handle.getFile()).size === 0) await dir.removeEntry(name);
+  } catch { /* gone already */ }
 }
