@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import urllib.parse
 
-from support.browser import expected_files, python_worker, read_folder, wait_in
+from support.browser import WATCH_BODIES, expected_files, python_worker, read_folder, wait_in
 from support.faultproxy import Fault, on_path
 from support.files import tars_by_size
 
@@ -33,30 +33,14 @@ INSTRUMENT = """
     if (ev.data?.op === "pause") rec.paused = true;
     if (ev.data?.op === "resume") rec.paused = false;
   });
-  const bodies = new WeakMap(), readers = new WeakMap();
-  const fetch0 = globalThis.fetch;
-  globalThis.fetch = function (input, init) {
-    const url = String(input?.url ?? input);
-    if (rec.paused) rec.whilePaused.push(['fetch', url]);
-    return fetch0.call(this, input, init).then((r) => { if (r.body) bodies.set(r.body, url); return r; });
-  };
-  const getReader0 = ReadableStream.prototype.getReader;
-  ReadableStream.prototype.getReader = function (...a) {
-    const reader = getReader0.apply(this, a);
-    if (bodies.has(this)) readers.set(reader, bodies.get(this));
-    return reader;
-  };
-  for (const Reader of [ReadableStreamDefaultReader, globalThis.ReadableStreamBYOBReader].filter(Boolean)) {
-    const read0 = Reader.prototype.read;
-    Reader.prototype.read = function (...a) {
-      const url = readers.get(this);
-      const p = read0.apply(this, a);
-      if (url === undefined) return p;
+  (WATCH_BODIES)({
+    fetch(url) { if (rec.paused) rec.whilePaused.push(['fetch', url]); },
+    read(url, p) {
       if (rec.paused) rec.whilePaused.push(['read', url]);
       rec.pendingReads += 1;
       return p.finally(() => { rec.pendingReads -= 1; });
-    };
-  }
+    },
+  });
   const download0 = ops.download;
   ops.download = async (...a) => {
     const job = await download0(...a);
@@ -66,7 +50,7 @@ INSTRUMENT = """
   };
   globalThis.__traffic = () => rec.job === null ? null : ops.traffic(rec.job);
 }
-"""
+""".replace("(WATCH_BODIES)", f"({WATCH_BODIES})")
 
 
 # Turns of the Worker's event loop, which Python's runs on: any task that can

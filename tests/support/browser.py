@@ -130,17 +130,17 @@ def run_through(page, site_url, api, studies, folder, token="t", fresh=None, sta
     return page.evaluate(RUN_THROUGH, _run_args(api, studies, folder, token, fresh, stall))
 
 
-# Counts, per fetched URL path, the body bytes Python has read and the reads it
-# has waiting: a test knows from it that Python holds what was sent. Installed
-# where Python runs (its Worker, or the page with {worker: false}).
-COUNT_READS = """
-() => {
-  const rec = globalThis.__reads = {};
+# Watches fetched bodies where Python runs (its Worker, or the page with {worker: false}):
+# hooks.fetch(url) on each fetch, and hooks.read(url, promise) -> promise on each read of a
+# fetched body, through the default reader or the BYOB reader (what the shim uses).
+WATCH_BODIES = """
+function watchBodies(hooks) {
   const bodies = new WeakMap(), readers = new WeakMap();
   const fetch0 = globalThis.fetch;
   globalThis.fetch = function (input, init) {
-    const path = new URL(String(input?.url ?? input)).pathname;
-    return fetch0.call(this, input, init).then((r) => { if (r.body) bodies.set(r.body, path); return r; });
+    const url = String(input?.url ?? input);
+    hooks.fetch?.(url);
+    return fetch0.call(this, input, init).then((r) => { if (r.body) bodies.set(r.body, url); return r; });
   };
   const getReader0 = ReadableStream.prototype.getReader;
   ReadableStream.prototype.getReader = function (...a) {
@@ -148,19 +148,30 @@ COUNT_READS = """
     if (bodies.has(this)) readers.set(reader, bodies.get(this));
     return reader;
   };
-  // the default reader's and the BYOB reader's (what the shim uses for bodies) reads
   for (const Reader of [ReadableStreamDefaultReader, globalThis.ReadableStreamBYOBReader].filter(Boolean)) {
     const read0 = Reader.prototype.read;
     Reader.prototype.read = function (...a) {
-      const path = readers.get(this);
+      const url = readers.get(this);
       const p = read0.apply(this, a);
-      if (path === undefined) return p;
-      const r = rec[path] ??= { bytes: 0, pending: 0 };
-      r.pending += 1;
-      return p.then((v) => { r.bytes += v.value?.byteLength ?? 0; return v; }).finally(() => { r.pending -= 1; });
+      return url === undefined ? p : hooks.read(url, p);
     };
   }
 }
+"""
+
+# Counts, per fetched URL path, the body bytes Python has read and the reads it
+# has waiting: a test knows from it that Python holds what was sent.
+COUNT_READS = f"""
+() => {{
+  const rec = globalThis.__reads = {{}};
+  ({WATCH_BODIES})({{
+    read(url, p) {{
+      const r = rec[new URL(url).pathname] ??= {{ bytes: 0, pending: 0 }};
+      r.pending += 1;
+      return p.then((v) => {{ r.bytes += v.value?.byteLength ?? 0; return v; }}).finally(() => {{ r.pending -= 1; }});
+    }},
+  }});
+}}
 """
 
 
