@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 from .archive_read import FileData, FileEnd, FileStart, Unpacker
 from .archive_policy import Limits
 from .errors import BucketError, CodError
-from .headfirst import HeadFirst, Pending, settle
+from .headfirst import HeadFirst, settle
+from .landing import Pending
 from .layout import Placement, claim_instance, record_paths
 from .metadata import Instance, SeriesMetadata
 from .plan import Plan, SeriesPlan

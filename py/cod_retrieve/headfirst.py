@@ -13,16 +13,14 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from .errors import Cancelled, IntegrityError, StorageFullError
+from .landing import Landing, Pending
 from .metadata import Instance
 from .plan import SeriesPlan
 
 if TYPE_CHECKING:
     from .job import Job
 
-Pending = list[tuple[SeriesPlan, Instance, asyncio.Task]]
-
-
-class HeadFirst:
+class HeadFirst(Landing):
     def __init__(self, job: "Job", expected: int | None, pending: Pending) -> None:
         self.job, self.expected, self.pending = job, expected, pending
         self.sp: SeriesPlan | None = None
@@ -55,12 +53,8 @@ class HeadFirst:
         else:
             self.job._count(self.inst, len(chunk))
             self.buf += chunk
-        streamed = self.expected is None or self.expected > self.job.small_file
-        if streamed and len(self.buf) >= self.job.write_batch:
-            if self.writer is None:
-                self.writer = await self.job.sink.open(self.inst)
-            await self.writer.write(self.buf)
-            self.buf = bytearray()
+        if self.expected is None or self.expected > self.job.small_file:     # streamed
+            await self.flush_batch()
 
     async def end(self) -> None:
         if self.skip:
@@ -73,24 +67,7 @@ class HeadFirst:
         if self.expected is not None and self.got != self.expected:
             await self.abort()
             raise IntegrityError(self.mismatch(), study=self.inst.study_uid, series=self.inst.series_uid)
-        if self.writer is None:
-            data, self.buf = self.buf, bytearray()
-            task = await self.job.pool.submit(len(data), self._put(self.sp, self.inst, data))
-            self.pending.append((self.sp, self.inst, task))
-        else:
-            if self.buf:
-                await self.writer.write(self.buf)
-            await self.writer.commit()
-            await self.job._saved(self.sp, self.inst)
-
-    async def abort(self) -> None:
-        if self.writer is not None:
-            await self.writer.abort()
-            self.writer = None
-
-    async def _put(self, sp: SeriesPlan, inst: Instance, data: bytearray) -> None:
-        await self.job.sink.put(inst, data)
-        await self.job._saved(sp, inst, data)
+        await self.land()
 
 
 async def settle(job: "Job", pending: Pending) -> None:

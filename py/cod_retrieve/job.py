@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ._compat import new_crc32c
 from .errors import Cancelled, CodError, IntegrityError, StorageFullError, TarError
 from .http import Client
+from .landing import Landing, Pending
 from .metadata import Instance
 from .plan import Plan, SeriesPlan
 from .progress import JobView, ProgressMeter, summary_line
@@ -65,12 +66,12 @@ class _Skip:
 SKIP = _Skip()
 
 
-class _Receiver:
+class _Receiver(Landing):
     """One instance's bytes: checked on the fly, buffered when small (one write
     per file is fastest), streamed into a not-yet-visible file when large."""
 
-    def __init__(self, job: "Job", plan: SeriesPlan, inst: Instance, pending: list) -> None:
-        self.job, self.plan, self.inst, self.pending = job, plan, inst, pending
+    def __init__(self, job: "Job", sp: SeriesPlan, inst: Instance, pending: Pending) -> None:
+        self.job, self.sp, self.inst, self.pending = job, sp, inst, pending
         self.crc = new_crc32c()
         self.size = 0
         self.small = inst.size <= job.small_file
@@ -94,11 +95,7 @@ class _Receiver:
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
         self.buf += chunk
-        if len(self.buf) >= self.job.write_batch:
-            if self.writer is None:
-                self.writer = await self.job.sink.open(self.inst)
-            await self.writer.write(self.buf)
-            self.buf = bytearray()
+        await self.flush_batch()
 
     async def end(self) -> None:
         if self.small:
@@ -106,27 +103,9 @@ class _Receiver:
         try:
             check_instance(self.inst, self.size, self.crc.value, bytes(self.head[:HEAD_BYTES]))
         except IntegrityError:
-            if self.writer is not None:
-                await self.writer.abort()
+            await self.abort()
             raise
-        if self.writer is None:
-            data, self.buf = self.buf, bytearray()
-            task = await self.job.pool.submit(len(data), self._put(data))
-            self.pending.append((self.inst, task))
-        else:
-            if self.buf:
-                await self.writer.write(self.buf)
-            await self.writer.commit()
-            await self.job._saved(self.plan, self.inst)
-
-    async def abort(self) -> None:
-        if self.writer is not None:
-            await self.writer.abort()
-            self.writer = None
-
-    async def _put(self, data: bytearray) -> None:
-        await self.job.sink.put(self.inst, data)
-        await self.job._saved(self.plan, self.inst, data)
+        await self.land()
 
 
 class Job:
@@ -436,7 +415,7 @@ class Job:
             what = f"bytes {start}-{end} of the tar of series {sp.series_uid}"
         wanted = {i.member: i for i in want}
         by_member = sp.metadata.by_member() if sp.metadata else {}
-        pending: list[tuple[Instance, asyncio.Task]] = []
+        pending: Pending = []
         current: Any = SKIP
         got = 0
         meter = ProgressMeter(self, sp)
@@ -472,7 +451,7 @@ class Job:
             raise
         finally:
             full: StorageFullError | None = None
-            for inst, task in pending:
+            for _sp, inst, task in pending:
                 try:
                     await task
                 except (asyncio.CancelledError, Cancelled):

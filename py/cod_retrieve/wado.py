@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from .dump import dump_series
 from .errors import Cancelled, CodError, HttpError, IntegrityError, StorageFullError
-from .headfirst import HeadFirst, Pending, settle
+from .headfirst import HeadFirst, settle
+from .landing import Pending
 from .metadata import Instance
 from .multipart import BodyEnd, MultipartReader, PartData, PartEnd, PartStart, boundary_from_content_type
 from .plan import SeriesPlan
