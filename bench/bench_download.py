@@ -348,7 +348,8 @@ def one_run(pw, spec: Spec, site: str, bucket_url: str, fx, n_files: int, args,
             # cache and V8's code cache warm), createCodDownload() to ready once more.
             page.reload()
             page.wait_for_function("window.benchReady === true", timeout=60_000)
-            extra["loadSecondsRepeat"] = page.evaluate("cfg => prepareProject(cfg)", cfg)["loadSeconds"]
+            again = page.evaluate("cfg => prepareProject(cfg)", cfg)
+            extra["loadSecondsRepeat"], extra["startedFromRepeat"] = again["loadSeconds"], again["startedFrom"]
         if real is None:
             page.evaluate("name => freshFolder(name)", FOLDER)
         else:
@@ -529,7 +530,8 @@ def print_run(res: Result, spec: Spec, r: int, args) -> None:
           + (f"  plan {res.extra['planSeconds']:.2f} s" if "planSeconds" in res.extra else "")
           + (f"  longest main-thread task {res.extra['longestTaskMs']:.0f} ms"
              if res.extra.get("longestTaskMs") is not None else "")
-          + (f"  startup {res.extra['loadSeconds']:.2f} s, repeat visit {res.extra['loadSecondsRepeat']:.2f} s"
+          + (f"  startup {res.extra['loadSeconds']:.2f} s ({res.extra['startedFrom']}), repeat visit "
+             f"{res.extra['loadSecondsRepeat']:.2f} s ({res.extra['startedFromRepeat']})"
              if "loadSecondsRepeat" in res.extra else "")
           + (f"  then sync {res.extra['syncSeconds']:.2f} s, {res.checked} files checked"
              if "syncSeconds" in res.extra else "")
@@ -671,7 +673,9 @@ def report(results: list[Result], sizes: list[int], args) -> None:
               f"first visit (fresh profile) median {statistics.median(r.extra['loadSeconds'] for r in starts):.2f} "
               f"(max {max(r.extra['loadSeconds'] for r in starts):.2f}), repeat visit (same profile, page "
               f"reloaded) median {statistics.median(r.extra['loadSecondsRepeat'] for r in starts):.2f} "
-              f"(max {max(r.extra['loadSecondsRepeat'] for r in starts):.2f}), over {len(starts)} runs")
+              f"(max {max(r.extra['loadSecondsRepeat'] for r in starts):.2f}), over {len(starts)} runs; Python "
+              "started from: first visits " + ", ".join(sorted({str(r.extra['startedFrom']) for r in starts}))
+              + "; repeat visits " + ", ".join(sorted({str(r.extra['startedFromRepeat']) for r in starts})))
     if not zips:
         return
     print()

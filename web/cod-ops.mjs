@@ -3,6 +3,7 @@
 // (cod-worker.mjs, the calls arrive as messages) or on the page's own thread
 // (cod-retrieve.mjs with {worker: false}). `emit` hands a Job callback's payload
 // to the page; `askHost` asks the page for what only it can do (a token).
+import { started } from "./python-boot.mjs";
 
 // A Python exception reaches JS as a PythonError whose message is the whole
 // traceback; callers get a plain Error with the exception's own message, its
@@ -39,9 +40,10 @@ function rawOps({ loadPython, emit, askHost }) {
   let nextObject = 1;
 
   return {
+    // Answers how Python started: {from: "snapshot" | "fresh", seconds}.
     async boot(settings) {
       browser ??= await loadPython(settings);
-      return null;
+      return { ...started };
     },
 
     create(options) {

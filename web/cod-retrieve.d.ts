@@ -378,6 +378,14 @@ export default createCodDownload;
 
 /** Loads Pyodide and the Python package once per page (assets resolved relative to the module). */
 export declare function loadRuntime(): Promise<unknown>;
+/** How this page's Python started: from a memory snapshot kept in Cache Storage by an
+ * earlier visit, or afresh (which keeps one for the next visit); null before it has. */
+export interface PythonStart {
+  from: "snapshot" | "fresh";
+  seconds: number;
+  where: "worker" | "page";
+}
+export declare function pythonStarted(): Promise<PythonStart | null>;
 export declare function supportsFolderPicker(): boolean;
 /** Why the folder picker cannot be shown now (no API, no user gesture, cross-origin iframe), or null. */
 export declare function folderPickerProblem(): FolderPickerProblem | null;

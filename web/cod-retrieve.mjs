@@ -4,22 +4,14 @@
 // another origin can import it) and gives it the original library's API.
 import * as shim from "./cod-shim.mjs";
 import { createOps } from "./cod-ops.mjs";
+import { startPython } from "./python-boot.mjs";
 
 const BASE = new URL(".", import.meta.url);
 export const DIRECTORY_HANDLE_KEY = "indexed_db_directory_handle_key";
 let runtime = null;
 
 export function loadRuntime() {
-  runtime ??= (async () => {
-    const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", BASE).href);
-    const pyodide = await loadPyodide({ indexURL: new URL("pyodide/", BASE).href });
-    // Pyodide's heap and malloc (internal, no public equivalent): CRC32C reads Python's
-    // buffers in place (crc32c.mjs); without them it copies them.
-    await shim.init(BASE, pyodide._module?.memory, pyodide._module?._malloc);
-    pyodide.registerJsModule("cod_shim", shim);
-    await pyodide.loadPackage(["cod-retrieve"], { messageCallback: () => {} });
-    return pyodide;
-  })();
+  runtime ??= startPython(BASE);
   return runtime;
 }
 
@@ -248,6 +240,13 @@ class WorkerRuntime extends Runtime {
 
 const runtimes = {};
 
+// How this page's Python started, once it has: {from: "snapshot" (Cache Storage,
+// a repeat visit) | "fresh", seconds, where: "worker" | "page"}; null before.
+export async function pythonStarted() {
+  const rt = await (runtimes.worker ?? runtimes.local ?? null);
+  return rt?.python ?? null;
+}
+
 // A module Worker is where Python runs unless the page says otherwise
 // ({worker: false}) or the browser has none.
 function workersUsable() {
@@ -258,7 +257,8 @@ async function startRuntime(inWorker) {
   const key = inWorker ? "worker" : "local";
   runtimes[key] ??= (async () => {
     const rt = inWorker ? new WorkerRuntime() : new LocalRuntime();
-    await rt.call("boot", [{ serviceWorkerUsable: shim.serviceWorkerUsable() }]);
+    rt.python = { ...await rt.call("boot", [{ serviceWorkerUsable: shim.serviceWorkerUsable() }]),
+                  where: inWorker ? "worker" : "page" };
     return rt;
   })();
   try {

@@ -7,6 +7,7 @@
 //   page -> worker  {type: "host-reply", id, ok, value | error}
 import * as shim from "./cod-shim.mjs";
 import { createOps } from "./cod-ops.mjs";
+import { startPython } from "./python-boot.mjs";
 
 const BASE = new URL(".", import.meta.url);
 const hostCalls = new Map();
@@ -26,13 +27,7 @@ async function loadPython({ serviceWorkerUsable }) {
     call: (op, ...args) => askHost(op, args),
     deliver: (file, name) => self.postMessage({ type: "host", id: 0, op: "deliver", args: [file, name] }),
   });
-  const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", BASE).href);
-  const pyodide = await loadPyodide({ indexURL: new URL("pyodide/", BASE).href });
-  // Pyodide's heap and malloc (internal, no public equivalent): CRC32C reads Python's
-  // buffers in place (crc32c.mjs); without them it copies them.
-  await shim.init(BASE, pyodide._module?.memory, pyodide._module?._malloc);
-  pyodide.registerJsModule("cod_shim", shim);
-  await pyodide.loadPackage(["cod-retrieve"], { messageCallback: () => {} });
+  const pyodide = await startPython(BASE);
   return pyodide.pyimport("cod_retrieve.browser");
 }
 

@@ -1,0 +1,84 @@
+// Starts Python (Pyodide, the shim, the package) wherever it runs: the job's
+// Worker (cod-worker.mjs) or the page itself (cod-retrieve.mjs, {worker: false}).
+//
+// Starting the interpreter is most of the wait (about 3 s on a slow machine,
+// every visit, even with every file in the HTTP cache). So the first visit
+// keeps a memory snapshot of the freshly started interpreter in Cache Storage
+// (about 30 MB, per Pyodide version), and later visits start from it in a
+// fraction of that. The snapshot is taken before anything of ours is loaded,
+// so it stays valid when the package changes. Pyodide's snapshot options
+// (_makeSnapshot, _loadSnapshot, makeMemorySnapshot) are marked internal; where
+// they fail, or Cache Storage is not there (a private window), Python starts
+// the slow way.
+import * as shim from "./cod-shim.mjs";
+
+const CACHE = "cod-retrieve-python";
+const SIZE_HEADER = "x-snapshot-bytes";
+
+// How Python started in this realm (devtools, tests, the benchmark): from "snapshot"
+// or "fresh", the seconds it took, and why a snapshot kept here was not used.
+export const started = { from: null, seconds: null, snapshotProblem: null };
+globalThis.codRetrievePython = started;
+
+export async function startPython(base) {
+  const t0 = performance.now();
+  const { loadPyodide, version } = await import(new URL("pyodide/pyodide.mjs", base).href);
+  const indexURL = new URL("pyodide/", base).href;
+  const key = new URL(`pyodide/memory-snapshot-${version}.bin`, base).href;
+  const cache = await openCache();
+  let pyodide = cache ? await fromSnapshot(cache, key, loadPyodide, indexURL) : null;
+  started.from = pyodide ? "snapshot" : "fresh";
+  pyodide ??= await freshMakingSnapshot(cache, key, loadPyodide, indexURL);
+  // Pyodide's heap and malloc (internal, no public equivalent): CRC32C reads Python's
+  // buffers in place (crc32c.mjs); without them it copies them.
+  await shim.init(base, pyodide._module?.memory, pyodide._module?._malloc);
+  pyodide.registerJsModule("cod_shim", shim);
+  await pyodide.loadPackage(["cod-retrieve"], { messageCallback: () => {} });
+  started.seconds = (performance.now() - t0) / 1000;
+  return pyodide;
+}
+
+async function openCache() {
+  try {
+    return typeof caches === "object" ? await caches.open(CACHE) : null;
+  } catch {
+    return null;                  // no Cache Storage here (Firefox's private windows)
+  }
+}
+
+async function fromSnapshot(cache, key, loadPyodide, indexURL) {
+  let bytes;
+  try {
+    const hit = await cache.match(key);
+    if (!hit) return null;
+    bytes = new Uint8Array(await hit.arrayBuffer());
+    if (bytes.length !== Number(hit.headers.get(SIZE_HEADER))) throw new Error("the snapshot is cut short");
+    const pyodide = await loadPyodide({ indexURL, _loadSnapshot: bytes });
+    // The snapshot froze the state of `random` as seeded when it was taken.
+    pyodide.runPython("import random; random.seed()");
+    return pyodide;
+  } catch (e) {
+    started.snapshotProblem = String(e?.message ?? e);
+    console.warn(`cod-retrieve: Python's memory snapshot did not load (${started.snapshotProblem}); starting afresh`);
+    await cache.delete(key).catch(() => {});
+    return null;
+  }
+}
+
+async function freshMakingSnapshot(cache, key, loadPyodide, indexURL) {
+  if (!cache) return loadPyodide({ indexURL });
+  const pyodide = await loadPyodide({ indexURL, _makeSnapshot: true });
+  try {
+    const snapshot = pyodide.makeMemorySnapshot();
+    const headers = { [SIZE_HEADER]: String(snapshot.length), "content-type": "application/octet-stream" };
+    cache.put(key, new Response(snapshot, { headers })).catch(() => {});   // full disk: next visit starts afresh
+  } catch (e) {
+    console.warn(`cod-retrieve: no memory snapshot of Python (${e?.message ?? e})`);
+  }
+  // To be able to take the snapshot, Pyodide gave Python the JS globals behind a
+  // recording proxy; give it the globals themselves, as a start from the snapshot does.
+  pyodide._api.config.jsglobals = globalThis;
+  pyodide.runPython("import sys; sys.modules.pop('js', None)");
+  pyodide.registerJsModule("js", globalThis);
+  return pyodide;
+}
