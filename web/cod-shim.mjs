@@ -57,6 +57,7 @@ export const readFile = (handle) => guarded(async () => new Uint8Array(await (aw
 export const removeEntry = (dir, name) => guarded(() => dir.removeEntry(name));
 export const fileReader = (handle) => guarded(async () => (await handle.getFile()).stream().getReader());
 export const readChunk = (reader) => guarded(() => reader.read());
+export const diskFile = (handle) => guarded(() => handle.getFile());
 
 // A response body read into one buffer, over and over (a BYOB reader): no
 // ArrayBuffer per chunk left for the garbage collector to find late, so the
@@ -83,7 +84,6 @@ export function bodyReader(resp) {
     cancel: (reason) => byob.cancel(reason),
   };
 }
-export const diskFile = (handle) => guarded(() => handle.getFile());
 
 // A JS copy of a Python buffer (a PyProxy), taken now.
 function pyCopy(py) {
@@ -126,7 +126,6 @@ class Writer {
     await removeIfEmpty(this.dir, this.name, this.handle);
   }
 }
-
 
 // In a dedicated Worker, a folder in the origin-private file system is written
 // through createSyncAccessHandle (file-writers.mjs): synchronous writes straight
