@@ -71,7 +71,9 @@ async function freshMakingSnapshot(cache, key, loadPyodide, indexURL) {
   try {
     const snapshot = pyodide.makeMemorySnapshot();
     const headers = { [SIZE_HEADER]: String(snapshot.length), "content-type": "application/octet-stream" };
-    cache.put(key, new Response(snapshot, { headers })).catch(() => {});   // full disk: next visit starts afresh
+    cache.put(key, new Response(snapshot, { headers }))
+      .then(() => dropOtherSnapshots(cache, key))
+      .catch(() => {});                   // a full disk: the next visit starts afresh
   } catch (e) {
     console.warn(`cod-retrieve: no memory snapshot of Python (${e?.message ?? e})`);
   }
@@ -81,4 +83,13 @@ async function freshMakingSnapshot(cache, key, loadPyodide, indexURL) {
   pyodide.runPython("import sys; sys.modules.pop('js', None)");
   pyodide.registerJsModule("js", globalThis);
   return pyodide;
+}
+
+// Snapshots of other Pyodide versions from this site (kept before it was
+// updated) can never load again: 30 MB each of the origin's storage.
+async function dropOtherSnapshots(cache, key) {
+  const prefix = key.slice(0, key.lastIndexOf("/") + 1) + "memory-snapshot-";
+  for (const request of await cache.keys()) {
+    if (request.url.startsWith(prefix) && request.url !== key) await cache.delete(request);
+  }
 }

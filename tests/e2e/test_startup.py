@@ -1,7 +1,8 @@
 """Python starts from a memory snapshot on a repeat visit (web/python-boot.mjs): the first
 visit keeps one in Cache Storage, the next starts from it and downloads a real study just
-as well; a snapshot that is broken is dropped and replaced, never used. Headless Chromium,
-the real bucket. The start times are printed, never asserted on."""
+as well; a snapshot that is broken is dropped and replaced, never used, and one of an
+earlier Pyodide version is dropped. Headless Chromium, the real bucket. The start times are
+printed, never asserted on."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ async (action) => {
   const { version } = await import('/pyodide/pyodide.mjs');
   const key = new URL(`/pyodide/memory-snapshot-${version}.bin`, location.href).href;
   const cache = await caches.open('cod-retrieve-python');
+  if (action === 'stale') {
+    // What an earlier Pyodide version of the site kept.
+    await cache.put(key.replace(`-${version}.bin`, '-0.0.1.bin'), new Response(new Uint8Array(16)));
+    return null;
+  }
+  if (action === 'keys') return (await cache.keys()).map((r) => r.url.slice(r.url.lastIndexOf('/') + 1));
   if (action === 'break') {
     // As long as the header says, but not a snapshot (a disk that returned garbage).
     const bytes = new Uint8Array(32 << 20).fill(7);
@@ -72,6 +79,7 @@ def _wait_for_snapshot(page) -> dict:
 
 def test_a_broken_snapshot_is_replaced_and_restores_reseed_random(page, site_url):
     _fresh_doc(page, site_url)
+    page.evaluate(f"() => ({SNAPSHOT})('stale')")
     page.evaluate(f"() => ({SNAPSHOT})('break')")
     _fresh_doc(page, site_url)
     out = page.evaluate(PAGE_PYTHON)
@@ -79,6 +87,10 @@ def test_a_broken_snapshot_is_replaced_and_restores_reseed_random(page, site_url
     assert any("memory snapshot did not load" in m for m in page.console_messages), page.console_messages
     good = _wait_for_snapshot(page)
     assert good["magic"] != 0x07070707 and good["bytes"] != 32 << 20, good
+    # Only the current version's snapshot is kept (an earlier version's is dropped).
+    version = page.evaluate("import('/pyodide/pyodide.mjs').then((m) => m.version)")
+    wait_in(page, f"() => ({SNAPSHOT})('keys').then((k) => k.length === 1)", what="the stale snapshot dropped")
+    assert page.evaluate(f"() => ({SNAPSHOT})('keys')") == [f"memory-snapshot-{version}.bin"]
 
     draws = []
     for _ in range(2):
