@@ -166,22 +166,24 @@ let writerNow = null;                      // the same, once started
 const SPARE_BUFFERS = 32;
 const BUFFER_STEP = 64 * 1024;
 
-class WriterWorker {
+// Every file the writer opens leaves a closed file handle behind, and the browser
+// keeps its side of each (some KB) until the writer's garbage collector finds the
+// handle, which in a worker that allocates little can be thousands of files later.
+// So after this many files a fresh writer takes the new ones, and the old one is
+// ended once it has answered everything and closed its files: what it held is
+// freed at once, whatever the collector does.
+let filesPerWriter = 1000;
+
+// For tests: a smaller number makes writers take turns on a small study.
+export function setFilesPerWriter(n) { filesPerWriter = n; }
+
+// For tests and devtools: writers started for this runtime so far.
+export function writersStarted() { return writerNow?.generations ?? 0; }
+
+// One writer worker's share: its calls in flight, the folders it knows, the files it has open.
+class WriterGeneration {
   constructor(worker) {
-    Object.assign(this, { worker, calls: new Map(), nextId: 1, dirIds: new WeakMap(), nextDir: 1, spare: [] });
-    worker.onmessage = ({ data }) => {
-      if (data.bytes) this._give(data.bytes);
-      const call = this.calls.get(data.id);
-      if (!call) return;
-      this.calls.delete(data.id);
-      if (data.ok) call.resolve(null);
-      else call.reject(Object.assign(new Error(data.error.message), { name: data.error.name }));
-    };
-    worker.onerror = (ev) => {
-      const error = new Error(`the writer worker failed: ${ev.message ?? "unknown error"}`);
-      for (const c of this.calls.values()) c.reject(error);
-      this.calls.clear();
-    };
+    Object.assign(this, { worker, dirIds: new WeakMap(), nextDir: 1, files: 0, open: 0, pending: 0, retiring: false });
   }
 
   // A folder is sent once (cloning a handle asks the browser for a token).
@@ -193,6 +195,39 @@ class WriterWorker {
       this.worker.postMessage({ op: "dir", dir: id, handle });
     }
     return id;
+  }
+
+  get idle() { return this.pending === 0 && this.open === 0; }
+}
+
+class WriterWorker {
+  // spawn: () => Promise<a ready Worker, or null>
+  constructor(worker, spawn) {
+    Object.assign(this, { spawn, calls: new Map(), nextId: 1, files: new Map(), spare: [], generations: 0, turn: null });
+    this.gen = this._adopt(worker);
+  }
+
+  _adopt(worker) {
+    const gen = new WriterGeneration(worker);
+    this.generations += 1;
+    worker.onmessage = ({ data }) => {
+      if (data.bytes) this._give(data.bytes);
+      const call = this.calls.get(data.id);
+      if (!call) return;
+      this.calls.delete(data.id);
+      gen.pending -= 1;
+      if (data.ok) call.resolve(null);
+      else call.reject(Object.assign(new Error(data.error.message), { name: data.error.name }));
+      this._endIfDone(gen);
+    };
+    worker.onerror = (ev) => {
+      const error = new Error(`the writer worker failed: ${ev.message ?? "unknown error"}`);
+      for (const [id, c] of this.calls) {
+        if (c.gen === gen) { c.reject(error); this.calls.delete(id); }
+      }
+      gen.pending = 0;
+    };
+    return gen;
   }
 
   // A copy of a Python buffer (or a Uint8Array) for the writer, taken now, in
@@ -226,16 +261,60 @@ class WriterWorker {
     if (this.spare.length > SPARE_BUFFERS) this.spare.shift();
   }
 
-  call(msg, bytes) {
+  // A whole file (writeFile) or the start of one (open) goes to the current
+  // writer, after its turn is over; the rest of a file (write, close, abort)
+  // to the writer that opened it. `dir` is a directory handle.
+  async call(msg, bytes) {
+    const starts = msg.op === "writeFile" || msg.op === "open";
+    if (starts) {
+      if (this.gen.files >= filesPerWriter && !this.turn) {
+        this.turn = this._nextWriter().finally(() => { this.turn = null; });
+      }
+      if (this.turn) await this.turn;
+    }
+    const gen = starts ? this.gen : this.files.get(msg.file);
+    if (!gen) throw new Error(`the writer has no file ${msg.file} open`);
+    if (starts) {
+      gen.files += 1;
+      if (msg.op === "open") { gen.open += 1; this.files.set(msg.file, gen); }
+    } else if (msg.op !== "write") {
+      this.files.delete(msg.file);
+    }
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.calls.set(id, { resolve, reject });
-      this.worker.postMessage({ ...msg, id, bytes }, bytes ? [bytes.buffer] : []);
+    const out = new Promise((resolve, reject) => {
+      this.calls.set(id, { resolve, reject, gen });
+      gen.pending += 1;
+      const body = msg.dir === undefined ? msg : { ...msg, dir: gen.dir(msg.dir) };
+      gen.worker.postMessage({ ...body, id, bytes }, bytes ? [bytes.buffer] : []);
     });
+    if (msg.op === "close" || msg.op === "abort") gen.open -= 1;
+    if (msg.op === "open") {
+      out.catch(() => {                         // not opened: nothing to close later
+        if (this.files.get(msg.file) !== gen) return;
+        this.files.delete(msg.file);
+        gen.open -= 1;
+        this._endIfDone(gen);
+      });
+    }
+    return out;
+  }
+
+  async _nextWriter() {
+    const worker = await this.spawn();
+    if (!worker) { this.gen.files = 0; return; }        // none starts: this one goes on
+    const old = this.gen;
+    this.gen = this._adopt(worker);
+    old.retiring = true;
+    this._endIfDone(old);
+  }
+
+  _endIfDone(gen) {
+    if (gen.retiring && gen.idle) gen.worker.terminate();
   }
 }
 
-function startWriter(baseUrl) {
+// A writer worker, ready, or null where none can start.
+function spawnWriter(baseUrl) {
   if (!syncWritable || typeof Worker === "undefined") return Promise.resolve(null);
   return new Promise((resolve) => {
     try {
@@ -244,12 +323,17 @@ function startWriter(baseUrl) {
       const src = `import ${JSON.stringify(new URL("cod-writer.mjs", baseUrl).href)};`;
       const url = URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
       const worker = new Worker(url, { type: "module", name: "cod-retrieve-writer" });
-      worker.onmessage = ({ data }) => resolve(data?.ready ? new WriterWorker(worker) : null);
+      worker.onmessage = ({ data }) => resolve(data?.ready ? worker : null);
       worker.onerror = (ev) => { ev.preventDefault?.(); worker.terminate(); resolve(null); };
     } catch {
       resolve(null);
     }
   });
+}
+
+async function startWriter(baseUrl) {
+  const worker = await spawnWriter(baseUrl);
+  return worker ? new WriterWorker(worker, () => spawnWriter(baseUrl)) : null;
 }
 
 class RemoteWriter {
@@ -293,7 +377,7 @@ export function openWriter(dir, name) {
       const writer = await writerReady;
       if (writer) {
         const file = nextFile++;
-        await writer.call({ op: "open", dir: writer.dir(dir), name, file });
+        await writer.call({ op: "open", dir, name, file });
         return new RemoteWriter(writer, file);
       }
       return new LocalSyncWriter(await openSyncWriter(dir, name));
@@ -325,7 +409,7 @@ export function writeFile(dir, name, bytes) {
     try {
       if (data) {     // a sync access handle in OPFS, else createWritable, on the writer's thread
         const swap = !(await writesInPlace(dir));
-        await writer.call({ op: "writeFile", dir: writer.dir(dir), name, swap }, data);
+        await writer.call({ op: "writeFile", dir, name, swap }, data);
         return;
       }
       const w = await openWriter(dir, name);

@@ -69,3 +69,41 @@ def test_main_thread_only_renders(page, site_url, bucket_server, demo_studies):
     opens = writer.evaluate("globalThis.__opens")
     assert opens["writable"] == 0 and opens["sync"] >= len(got), opens
     assert python_worker(page).evaluate("globalThis.__opens") == {"sync": 0, "writable": 0}
+
+
+def test_writers_take_turns_and_the_old_ones_end(page, site_url, bucket_server, demo_studies):
+    """After so many files a fresh writer worker takes the new ones and the old one ends once it
+    has answered everything (what its closed file handles held is freed with it): here every 3
+    files, on a real study, and every file lands whole."""
+    fx = demo_studies[1]
+    page.goto(f"{site_url}/format.mjs")
+    page.evaluate("import('/cod-retrieve.mjs').then((m) => m.createCodDownload({})).then(() => true)")
+    shim = f"{site_url}/cod-shim.mjs"
+    python_worker(page).evaluate("url => import(url).then((m) => m.setFilesPerWriter(3))", shim)
+    out = page.evaluate(RUN, {"api": bucket_server.url, "bucket": fx.bucket, "prefix": fx.datastore,
+                              "uids": [fx.study_uid]})
+    assert out["result"]["failed"] == []
+    got = read_folder(page, "in-worker")
+    got.pop("log.json")
+    want = expected_files(bucket_server.url, fx)
+    assert got == want                                       # no .part file left behind either
+    started = python_worker(page).evaluate("url => import(url).then((m) => m.writersStarted())", shim)
+    assert started >= len(want) // 3, (started, len(want))
+    # The retired writers end: one is left (the page's list drops a worker once it has ended).
+    for _ in range(100):
+        if len(_writers(page)) == 1:
+            break
+        page.wait_for_timeout(100)
+    assert len(_writers(page)) == 1
+
+
+def _writers(page) -> list:
+    """The writer workers still running (one that ends meanwhile is not counted)."""
+    out = []
+    for w in page.workers:
+        try:
+            if w.url.startswith("blob:") and w.evaluate("self.name") == "cod-retrieve-writer":
+                out.append(w)
+        except Exception:       # ended while asked
+            pass
+    return out
