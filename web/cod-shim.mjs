@@ -273,7 +273,10 @@ class WriterWorker {
       if (this.turn) await this.turn;
     }
     const gen = starts ? this.gen : this.files.get(msg.file);
-    if (!gen) throw new Error(`the writer has no file ${msg.file} open`);
+    if (!gen) {
+      if (msg.op === "abort") return null;      // closed or aborted already: nothing to abort
+      throw new Error(`the writer has no file ${msg.file} open`);
+    }
     if (starts) {
       gen.files += 1;
       if (msg.op === "open") { gen.open += 1; this.files.set(msg.file, gen); }
