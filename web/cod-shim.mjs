@@ -399,11 +399,11 @@ export function openWriter(dir, name) {
 // four (each await is a trip through the event loop). `bytes` is a Python
 // buffer (a PyProxy lent for this call only) or a Uint8Array. The writer
 // worker gets a copy taken now, and writes it into OPFS through a sync access
-// handle, elsewhere through createWritable; without one, on this thread a sync access handle writes
-// it straight from the WebAssembly heap at the moment of the synchronous
-// write (no await between taking the view and writing, so a growing heap
-// cannot move it), kept alive by copy() until then; createWritable, which
-// writes later, gets a copy taken when it is handed the buffer.
+// handle, elsewhere through createWritable. Without a writer worker, on this
+// thread: a sync access handle writes it straight from the WebAssembly heap at
+// the moment of the synchronous write (no await between taking the view and
+// writing, so a growing heap cannot move it), kept alive by copy() until then;
+// createWritable, which writes later, gets a copy taken when it is handed it.
 export function writeFile(dir, name, bytes) {
   const writer = writerNow;                         // started long before a job writes
   const data = writer ? writer.copy(bytes) : null;  // the writer worker's copy, taken now
@@ -417,7 +417,7 @@ export function writeFile(dir, name, bytes) {
       }
       const w = await openWriter(dir, name);
       try {
-        await w.write(py ?? data ?? bytes);     // each writer takes the Python buffer at this call
+        await w.write(py ?? bytes);     // each writer takes the Python buffer at this call
       } catch (e) {
         await w._discard();
         throw e;

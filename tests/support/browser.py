@@ -175,12 +175,25 @@ COUNT_READS = f"""
 """
 
 
+def module_workers(page, name: str) -> list:
+    """The module's dedicated Workers of that name still running (each is started
+    from a blob: URL; one that ends while asked is left out)."""
+    out = []
+    for w in page.workers:
+        try:
+            if w.url.startswith("blob:") and w.evaluate("self.name") == name:
+                out.append(w)
+        except Exception:       # ended while asked
+            pass
+    return out
+
+
 def module_worker(page, name: str):
-    """One of the module's dedicated Workers, by its name (each is started from a
-    blob: URL): "cod-retrieve" runs Python, "cod-retrieve-writer" (started by it
-    where sync access handles exist) writes the origin-private file system."""
+    """One of the module's dedicated Workers, by its name: "cod-retrieve" runs
+    Python, "cod-retrieve-writer" (started by it where sync access handles exist)
+    writes the origin-private file system."""
     for _ in range(300):        # a worker shows in page.workers once the browser has reported it
-        workers = [w for w in page.workers if w.url.startswith("blob:") and w.evaluate("self.name") == name]
+        workers = module_workers(page, name)
         if workers:
             break
         page.wait_for_timeout(100)
