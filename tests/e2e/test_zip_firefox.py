@@ -29,9 +29,10 @@ const browser = await puppeteer.launch({
                        "browser.download.dir": downloadPath, "browser.download.always_ask_before_handling_new_types": false },
 });
 const out = { logs: [] };
+let page = null;
 try {
   const ctx = await browser.createBrowserContext({ downloadBehavior: { policy: "allow", downloadPath } });
-  const page = await ctx.newPage();
+  page = await ctx.newPage();
   page.on("console", (m) => out.logs.push(`${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => out.logs.push(`pageerror: ${e}`));
   await page.goto(url);
@@ -75,6 +76,15 @@ try {
   await page.reload();
   await page.waitForSelector("body[data-ready='1']", { timeout: 120000 });
   out.started.push(await started());
+} catch (e) {
+  // What the page showed when it failed, for the test's message.
+  out.failed = String(e?.stack ?? e).slice(0, 1500);
+  const shown = () => ({ state: document.body.dataset.jobState ?? null, ready: document.body.dataset.ready ?? null,
+                         overall: document.getElementById("overall-text")?.innerText,
+                         errors: document.getElementById("errors")?.innerText });
+  out.shown = await Promise.race([page?.evaluate(shown), new Promise((r) => setTimeout(() => r("no answer"), 10000))])
+    .catch((err) => String(err));
+  process.exitCode = 1;
 } finally {
   await browser.close();
 }
@@ -91,7 +101,7 @@ def test_firefox_zip_two_studies(site_url, bucket_server, demo_studies, tmp_path
                HOME=str(tmp_path / "home"))
     r = subprocess.run(["node", "--input-type=module", "-e", SCRIPT, url, str(dl)], cwd=ROOT,
                        capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["state"] == "done", out
     assert out["pickerNote"], "Firefox has no folder picker: the page says zip is used"
