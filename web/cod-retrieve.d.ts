@@ -384,6 +384,11 @@ export interface PythonStart {
   from: "snapshot" | "fresh";
   seconds: number;
   where: "worker" | "page";
+  /** Why a snapshot kept by an earlier visit was not used (cut short, another build), or null. */
+  snapshotProblem: string | null;
+  /** Why this fresh start kept no snapshot for the next visit, or null: no Cache Storage, or
+   * it would take more than a tenth of the storage the site has left (downloads come first). */
+  snapshotSkipped: string | null;
 }
 export declare function pythonStarted(): Promise<PythonStart | null>;
 export declare function supportsFolderPicker(): boolean;

@@ -241,7 +241,8 @@ class WorkerRuntime extends Runtime {
 const runtimes = {};
 
 // How this page's Python started, once it has: {from: "snapshot" (Cache Storage,
-// a repeat visit) | "fresh", seconds, where: "worker" | "page"}; null before.
+// a repeat visit) | "fresh", seconds, where: "worker" | "page", snapshotProblem,
+// snapshotSkipped}; null before.
 export async function pythonStarted() {
   const rt = await (runtimes.worker ?? runtimes.local ?? null);
   return rt?.python ?? null;

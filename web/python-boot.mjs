@@ -9,15 +9,21 @@
 // so it stays valid when the package changes. Pyodide's snapshot options
 // (_makeSnapshot, _loadSnapshot, makeMemorySnapshot) are marked internal; where
 // they fail, or Cache Storage is not there (a private window), Python starts
-// the slow way.
+// the slow way. Downloads come first: no snapshot is kept where it would take
+// more than a tenth of the storage the site has left (a small disk, a small
+// profile), so that it never squeezes or stalls a download into the
+// origin-private file system.
 import * as shim from "./cod-shim.mjs";
 
 const CACHE = "cod-retrieve-python";
 const SIZE_HEADER = "x-snapshot-bytes";
+const ROOM_PER_SNAPSHOT_BYTE = 10;
+
 
 // How Python started in this realm (devtools, tests, the benchmark): from "snapshot"
-// or "fresh", the seconds it took, and why a snapshot kept here was not used.
-export const started = { from: null, seconds: null, snapshotProblem: null };
+// or "fresh", the seconds it took, why a snapshot kept here was not used, and why
+// a fresh start kept none for the next visit.
+export const started = { from: null, seconds: null, snapshotProblem: null, snapshotSkipped: null };
 globalThis.codRetrievePython = started;
 
 export async function startPython(base) {
@@ -66,23 +72,49 @@ async function fromSnapshot(cache, key, loadPyodide, indexURL) {
 }
 
 async function freshMakingSnapshot(cache, key, loadPyodide, indexURL) {
-  if (!cache) return loadPyodide({ indexURL });
+  if (!cache) {
+    started.snapshotSkipped = "this browser gives the site no Cache Storage here";
+    return loadPyodide({ indexURL });
+  }
   const pyodide = await loadPyodide({ indexURL, _makeSnapshot: true });
   try {
     const snapshot = pyodide.makeMemorySnapshot();
+    started.snapshotSkipped = await tooLittleRoom(snapshot.length);
+    if (started.snapshotSkipped) return giveBackGlobals(pyodide);
     const headers = { [SIZE_HEADER]: String(snapshot.length), "content-type": "application/octet-stream" };
     cache.put(key, new Response(snapshot, { headers }))
       .then(() => dropOtherSnapshots(cache, key))
       .catch(() => {});                   // a full disk: the next visit starts afresh
   } catch (e) {
-    console.warn(`cod-retrieve: no memory snapshot of Python (${e?.message ?? e})`);
+    started.snapshotSkipped = String(e?.message ?? e);
+    console.warn(`cod-retrieve: no memory snapshot of Python (${started.snapshotSkipped})`);
   }
+  return giveBackGlobals(pyodide);
+}
+
+function giveBackGlobals(pyodide) {
   // To be able to take the snapshot, Pyodide gave Python the JS globals behind a
   // recording proxy; give it the globals themselves, as a start from the snapshot does.
   pyodide._api.config.jsglobals = globalThis;
   pyodide.runPython("import sys; sys.modules.pop('js', None)");
   pyodide.registerJsModule("js", globalThis);
   return pyodide;
+}
+
+// Why a snapshot of `bytes` should not be kept (a sentence), or null: it would
+// take more than a tenth of what is left of the site's storage. Where the
+// browser cannot say, it is kept.
+async function tooLittleRoom(bytes) {
+  let estimate;
+  try {
+    estimate = await navigator.storage.estimate();
+  } catch {
+    return null;
+  }
+  const left = estimate.quota - estimate.usage;
+  if (!(left < ROOM_PER_SNAPSHOT_BYTE * bytes)) return null;
+  const mb = (n) => `${Math.round(n / 1e6)} MB`;
+  return `the snapshot (${mb(bytes)}) would take more than a tenth of the ${mb(left)} left of this site's storage`;
 }
 
 // Snapshots of other Pyodide versions from this site (kept before it was

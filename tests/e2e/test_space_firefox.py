@@ -4,7 +4,8 @@ is computed from the free disk), and `navigator.storage.estimate()` says so.
 (Chromium's CDP quota override is enforced on writes but not reported by
 estimate(), so a shortfall cannot be staged there.) A study larger than the
 quota is refused by download() before a single tar is fetched, with a plain
-StorageFullError; a smaller one then downloads into the same origin-private folder."""
+StorageFullError; a smaller one then downloads into the same origin-private folder.
+Python keeps no memory snapshot there (it would take three times the quota)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,10 @@ async ({ api, bucket, prefix, big, small }) => {
   const errors = [];
   job.onError((p) => errors.push(p.error.message));
   const result = await job.start();
-  return { estimate, refused, namesAfterRefusal, failed: result.failed, errors, worker: job._rt.local !== true };
+  const started = await (await import('/cod-retrieve.mjs')).pythonStarted();
+  const snapshots = (await (await caches.open('cod-retrieve-python')).keys()).map((r) => r.url);
+  return { estimate, refused, namesAfterRefusal, failed: result.failed, errors, worker: job._rt.local !== true,
+           started, snapshots };
 }
 """
 
@@ -88,6 +92,9 @@ def test_firefox_refuses_a_study_larger_than_its_quota_before_fetching(site_url,
     quota = run["estimate"]["quota"]
     assert small.total_dicom_bytes < quota / 2 and big.total_dicom_bytes > quota, (quota, small, big)
     assert run["worker"]                                            # Python ran in the module's Worker
+    # Python's 30 MB memory snapshot would take the room downloads need: none is kept.
+    assert run["started"]["from"] == "fresh" and run["snapshots"] == [], run
+    assert "a tenth of the" in run["started"]["snapshotSkipped"], run["started"]
 
     refused = run["refused"]
     assert refused and refused["isError"] and refused["kind"] == refused["name"] == "StorageFullError", run

@@ -55,7 +55,7 @@ def test_a_repeat_visit_starts_from_the_snapshot_and_downloads(page, site_url, b
     first = run_through(page, site_url, bucket_server.url, [fx], "first")
     assert first["result"]["failed"] == [] and first["errors"] == []
     started = page.evaluate(STARTED)
-    assert started["from"] == "fresh" and started["where"] == "worker", started
+    assert started["from"] == "fresh" and started["where"] == "worker" and started["snapshotSkipped"] is None, started
     _wait_for_snapshot(page)
 
     second = run_through(page, site_url, bucket_server.url, [fx], "second")
