@@ -339,15 +339,47 @@ async function startWriter(baseUrl) {
   return worker ? new WriterWorker(worker, () => spawnWriter(baseUrl)) : null;
 }
 
+// Writes behind: write() resolves once its bytes are copied and posted, while
+// the writer worker writes them, so the job goes on (a zip is one long run of
+// writes, each otherwise a round trip with nothing else for the study to do).
+// At most WRITES_BEHIND writes or BYTES_BEHIND bytes wait on the writer at
+// once; a write that failed fails the next write() or close(), which then
+// leaves no file (the caller aborts), as if it had failed itself.
+const WRITES_BEHIND = 8;
+const BYTES_BEHIND = 8 << 20;
+
 class RemoteWriter {
-  constructor(writer, file) { Object.assign(this, { writer, file }); }
+  constructor(writer, file) {
+    Object.assign(this, { writer, file, behind: [], bytesBehind: 0, failed: null });
+  }
 
   write(bytes) {
     const data = this.writer.copy(bytes);     // taken now: the Python buffer is lent for this call only
-    return guarded(() => this.writer.call({ op: "write", file: this.file }, data));
+    return guarded(async () => {
+      if (this.failed) throw this.failed;
+      const n = data.byteLength;
+      this.bytesBehind += n;
+      this.behind.push(this.writer.call({ op: "write", file: this.file }, data).then(
+        () => { this.bytesBehind -= n; },
+        (e) => { this.bytesBehind -= n; this.failed ??= e; }));
+      while (this.behind.length > WRITES_BEHIND || (this.bytesBehind > BYTES_BEHIND && this.behind.length)) {
+        await this.behind.shift();
+      }
+      if (this.failed) throw this.failed;
+    });
   }
 
-  close() { return guarded(() => this.writer.call({ op: "close", file: this.file })); }
+  async _caughtUp() {
+    await Promise.all(this.behind.splice(0));
+    if (this.failed) throw this.failed;
+  }
+
+  close() {
+    return guarded(async () => {
+      await this._caughtUp();
+      return this.writer.call({ op: "close", file: this.file });
+    });
+  }
   abort() { return guarded(() => this.writer.call({ op: "abort", file: this.file })); }
   _discard() { return this.writer.call({ op: "abort", file: this.file }).catch(() => {}); }
 }

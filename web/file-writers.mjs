@@ -45,16 +45,17 @@ export class SyncWriter {
   }
 }
 
-// Chromium's sync write does not throw when the quota is used up: it writes
-// what fits and returns base::File's error code as an unsigned number
-// (4294967288 = -8, FILE_ERROR_NO_SPACE). Anything but 1..wanted bytes fails.
+// A sync write does not throw when the quota is used up. Chromium writes what
+// fits and returns base::File's error code as an unsigned number (4294967288 =
+// -8, FILE_ERROR_NO_SPACE); Firefox writes nothing and returns 0. Anything but
+// 1..wanted bytes fails.
 function syncWriteResult(n, wanted, name) {
   if (n > 0 && n <= wanted) return n;
   const code = n | 0;
-  if (code === -8) {
+  if (code === -8 || code === 0) {
     throw Object.assign(new Error(`the storage quota is used up while writing ${name}`), { name: "QuotaExceededError" });
   }
-  throw new Error(`writing ${name} failed (${code < 0 ? `file error ${code}` : "nothing written"})`);
+  throw new Error(`writing ${name} failed (file error ${code})`);
 }
 
 export async function openSyncWriter(dir, name) {

@@ -163,14 +163,13 @@ def _quota(page, site_url, size: int) -> None:
 
 # download() and start() apart, so a test can change the quota between them.
 PREPARE = """
-async ({ api, bucket, prefix, uids, folder }) => {
+async ({ api, bucket, prefix, uids, folder, zip }) => {
   const { createCodDownload } = await import('/cod-retrieve.mjs');
   const cod = await createCodDownload({ apiBase: api, retry: { attempts: 2, base_delay: 0.01, max_delay: 0.02 } });
-  window.__pickedName = folder;
-  await cod.initDirectory();
+  if (!zip) { window.__pickedName = folder; await cod.initDirectory(); }
   cod.initBucket({ bucket, bucketPrefix: prefix, token: 't' });
   try {
-    window.__job = await cod.download(uids, false);
+    window.__job = await cod.download(uids, !!zip);
   } catch (e) {
     return { name: e.name, kind: e.kind, message: e.message, isError: e instanceof Error };
   }
@@ -191,11 +190,11 @@ async () => {
 """
 
 
-def _prepare(page, site_url, api, fx, folder):
+def _prepare(page, site_url, api, fx, folder, zip=False):
     page.goto(f"{site_url}/index.html")
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
     return page.evaluate(PREPARE, {"api": api, "bucket": fx.bucket, "prefix": fx.datastore,
-                                   "uids": [fx.study_uid], "folder": folder})
+                                   "uids": [fx.study_uid], "folder": folder, "zip": zip})
 
 
 def test_storage_full_ends_with_a_clear_error_and_a_later_run_completes(page, site_url, bucket_server,
@@ -232,3 +231,49 @@ def test_storage_full_ends_with_a_clear_error_and_a_later_run_completes(page, si
     got = read_folder(page, "full")
     got.pop("log.json")
     assert got == want
+
+
+SPOOL = """async () => {
+  const root = await navigator.storage.getDirectory();
+  let dir;
+  try { dir = await root.getDirectoryHandle('cod-retrieve-spool'); } catch { return []; }
+  const names = [];
+  for await (const n of dir.keys()) names.push(n);
+  return names;
+}"""
+
+
+def test_storage_full_in_zip_mode_hands_over_no_zip_and_a_later_run_completes(page, site_url, bucket_server,
+                                                                              demo_studies, tmp_path):
+    """The quota shrinks under a zip being written (here Chromium refuses the spool
+    file's close; Firefox refusing its writes, which the job does not wait for, is
+    test_space_firefox.py): the job ends with the StorageFullError, no broken zip
+    reaches the browser's downloads, and no spool file is left."""
+    fx = demo_studies[1]                           # about 10 MB of DICOM, written into a 3 MB quota
+    downloads = []
+    page.on("download", lambda d: downloads.append(d))
+    assert _prepare(page, site_url, bucket_server.url, fx, None, zip=True) is None
+    _quota(page, site_url, 3_000_000)
+    out = page.evaluate(START)
+    ev, result = out["ev"], out["result"]
+    assert "thrown" not in result and result["failed"] and out["state"] == "failed", result
+    full = [e for e in ev["error"] if e["kind"] == "StorageFullError"]
+    assert full and "not enough space" in full[0]["error"] and full[0]["isError"], ev["error"]
+    assert page.evaluate(SPOOL) == []
+    assert downloads == []
+
+    _quota(page, site_url, 1_000_000_000)                    # space freed
+    assert _prepare(page, site_url, bucket_server.url, fx, None, zip=True) is None
+    with page.expect_download() as info:
+        out = page.evaluate(START)
+    assert out["ev"]["error"] == [] and out["result"]["failed"] == [] and out["state"] == "done", out
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    assert path.name == f"{fx.study_uid}.zip" and downloads == [info.value]
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None
+        got = {}
+        for i in zf.infolist():
+            data = zf.read(i)
+            got[f"{fx.study_uid}/{i.filename}"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert got == expected_files(bucket_server.url, fx)

@@ -111,7 +111,7 @@ def _fs_error(e: JsException, parts: Sequence[str]) -> Exception:
     where = "/".join(parts) or "the folder"
     if name == "QuotaExceededError":
         return StorageFullError(f"not enough space to write {where}: the browser's storage quota is used up "
-                                f"({message}); free some space and download again to complete the folder")
+                                f"({message}); free some space and download again")
     if _is_not_found(e):
         return FileNotFoundError(f"{where}: {message}")
     return OSError(f"writing {where} failed: {name}: {message}")

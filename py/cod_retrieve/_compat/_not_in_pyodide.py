@@ -188,7 +188,7 @@ def _disk_error(e: OSError, path: Path) -> OSError:
     """A full disk (or quota) becomes the error a job stops on."""
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return StorageFullError(f"not enough space to write {path}: {e.strerror}; "
-                                f"free some space and download again to complete the folder")
+                                f"free some space and download again")
     return e
 
 
