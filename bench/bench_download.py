@@ -355,7 +355,7 @@ def one_run(pw, spec: Spec, site: str, bucket_url: str, fx, n_files: int, args,
         else:
             folder = real.fresh(spec.label)
             extra["allowLost"] = pick_folder(page, real.display, folder)
-            timed_sync()                # earlier runs' dirty pages are not written back during this one
+        timed_sync()                    # earlier runs' dirty pages are not written back during this one
         time.sleep(args.settle)
         idle = [sample(ancestor) for _ in range(5) if time.sleep(args.interval) is None]
         idle_kinds: dict[str, int] = {}
@@ -606,7 +606,8 @@ def report(results: list[Result], sizes: list[int], args) -> None:
           f"browser: {CHROMIUM} "
           + ("headed on Xvfb (real picker), persistent profile, fresh browser per run, "
              f"--host-resolver-rules (no DNS); folders on disk under {args.folder_root or tempfile.gettempdir()}"
-             if real else "headless, persistent profile (on-disk OPFS), fresh browser per run"))
+             if real else "headless, persistent profile (on-disk OPFS), fresh browser per run")
+          + "; os.sync() before every run, so that no run pays for the writeback of an earlier one")
     for k in args.variants:
         print(f"  {k}: {WHAT[k]}")
     print("  memory: PSS from /proc/<pid>/smaps_rollup summed over every Chromium process Playwright "
@@ -617,7 +618,7 @@ def report(results: list[Result], sizes: list[int], args) -> None:
         print("  checked after every run: every file in the picked folder read back from disk and compared "
               "with the bucket's instances (path, size, SHA-256); nothing else there but the project's "
               "log.json. 'sync s' = os.sync() right after the run (what the page cache still held; not in "
-              "'seconds'); an os.sync() also precedes every run")
+              "'seconds')")
     else:
         print("  checked after every run: number and total size of the .dcm files in the OPFS folder "
               "(not their contents; the project also writes log.json); zip: the downloaded file opens "
