@@ -17,12 +17,19 @@ import { openSyncWriter, writeWholeFile, writeWholeWritable } from "./file-write
 const dirs = new Map();
 const files = new Map();
 
+// A file opened here and not yet closed or aborted (a write that failed aborts it).
+function openFile(id) {
+  const w = files.get(id);
+  if (!w) throw new Error(`file ${id} is not open in the writer (closed, aborted, or its earlier write failed)`);
+  return w;
+}
+
 async function run(m) {
   switch (m.op) {
     case "writeFile": return (m.swap ? writeWholeWritable : writeWholeFile)(dirs.get(m.dir), m.name, m.bytes);
     case "open": files.set(m.file, await openSyncWriter(dirs.get(m.dir), m.name)); return;
     case "write": {
-      const w = files.get(m.file);
+      const w = openFile(m.file);
       try {
         w.write(m.bytes);
       } catch (e) {
@@ -32,7 +39,7 @@ async function run(m) {
       }
       return;
     }
-    case "close": { const w = files.get(m.file); files.delete(m.file); return w.close(); }
+    case "close": { const w = openFile(m.file); files.delete(m.file); return w.close(); }
     case "abort": { const w = files.get(m.file); files.delete(m.file); return w?.discard(); }
     default: throw new Error(`unknown writer call ${m.op}`);
   }

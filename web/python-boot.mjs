@@ -19,7 +19,6 @@ const CACHE = "cod-retrieve-python";
 const SIZE_HEADER = "x-snapshot-bytes";
 const ROOM_PER_SNAPSHOT_BYTE = 10;
 
-
 // How Python started in this realm (devtools, tests, the benchmark): from "snapshot"
 // or "fresh", the seconds it took, why a snapshot kept here was not used, and why
 // a fresh start kept none for the next visit.
