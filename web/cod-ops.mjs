@@ -40,7 +40,8 @@ function rawOps({ loadPython, emit, askHost }) {
   let nextObject = 1;
 
   return {
-    // Answers how Python started: {from: "snapshot" | "fresh", seconds}.
+    // Answers how Python started: {from: "snapshot" | "fresh", seconds, snapshotProblem,
+    // snapshotSkipped} (python-boot.mjs).
     async boot(settings) {
       browser ??= await loadPython(settings);
       return { ...started };

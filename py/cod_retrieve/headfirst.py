@@ -20,6 +20,7 @@ from .plan import SeriesPlan
 if TYPE_CHECKING:
     from .job import Job
 
+
 class HeadFirst(Landing):
     def __init__(self, job: "Job", expected: int | None, pending: Pending) -> None:
         self.job, self.expected, self.pending = job, expected, pending

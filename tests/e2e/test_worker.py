@@ -4,7 +4,7 @@ real bucket). The longest main-thread task is printed, never asserted on."""
 
 from __future__ import annotations
 
-from support.browser import expected_files, module_worker, module_workers, python_worker, read_folder
+from support.browser import expected_files, module_worker, module_workers, python_worker, read_folder, wait_until
 
 # Counts, in a Worker, how files are opened for writing.
 COUNT_OPENS = """
@@ -90,8 +90,5 @@ def test_writers_take_turns_and_the_old_ones_end(page, site_url, bucket_server, 
     started = python_worker(page).evaluate("url => import(url).then((m) => m.writersStarted())", shim)
     assert len(want) >= 6 and started >= len(want) // 3, (started, len(want))    # at least two turns
     # The retired writers end: one is left (the page's list drops a worker once it has ended).
-    for _ in range(100):
-        if len(module_workers(page, "cod-retrieve-writer")) == 1:
-            break
-        page.wait_for_timeout(100)
+    wait_until(page, lambda: len(module_workers(page, "cod-retrieve-writer")) == 1, what="the retired writers ended")
     assert len(module_workers(page, "cod-retrieve-writer")) == 1

@@ -54,16 +54,19 @@ def read_folder(page, name: str | None = "picked") -> dict:
     return page.evaluate(READ_BACK, name)
 
 
-def wait_for_downloads(page, downloads: list, n: int, timeout: float = 120.0) -> None:
-    """Until `downloads` (filled by a page.on("download") handler) holds `n`
-    downloads. Playwright hands events over only while one of its calls runs,
-    so this keeps one running (a short wait) until the condition holds;
-    `timeout` is a safety net."""
-    import time
+def wait_until(page, check, timeout: float = 60.0, what: str = "") -> None:
+    """Until `check()` is true. Playwright hands events over (downloads, workers)
+    only while one of its calls runs, so this keeps one running (a short wait)
+    between checks; `timeout` is a safety net, not a measure."""
     deadline = time.monotonic() + timeout
-    while len(downloads) < n:
-        assert time.monotonic() < deadline, f"{len(downloads)} of {n} downloads after {timeout} s"
+    while not check():
+        assert time.monotonic() < deadline, f"not in {timeout} s: {what}"
         page.wait_for_timeout(50)
+
+
+def wait_for_downloads(page, downloads: list, n: int, timeout: float = 120.0) -> None:
+    """Until `downloads` (filled by a page.on("download") handler) holds `n` downloads."""
+    wait_until(page, lambda: len(downloads) >= n, timeout, f"{n} downloads (have {len(downloads)})")
 
 
 def expected_files(server_url: str, study, bucket: str | None = None) -> dict:
@@ -192,11 +195,9 @@ def module_worker(page, name: str):
     """One of the module's dedicated Workers, by its name: "cod-retrieve" runs
     Python, "cod-retrieve-writer" (started by it where sync access handles exist)
     writes the origin-private file system."""
-    for _ in range(300):        # a worker shows in page.workers once the browser has reported it
-        workers = module_workers(page, name)
-        if workers:
-            break
-        page.wait_for_timeout(100)
+    # A worker shows in page.workers once the browser has reported it.
+    wait_until(page, lambda: module_workers(page, name), 30, f"a worker named {name}")
+    workers = module_workers(page, name)
     assert len(workers) == 1, (name, [w.url for w in page.workers])
     return workers[0]
 
